@@ -1,0 +1,75 @@
+//! Running the exporter: the sampler thread, the HTTP server and signal handling, wired together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::{parse_listen_address, Config};
+use crate::http::{self, AppState};
+use crate::sampler::{Sampler, Snapshot};
+
+/// Runs until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let addr = parse_listen_address(&config.web.listen_address).map_err(anyhow::Error::msg)?;
+    let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    let sampler = Sampler::new(&config, publish).context("invalid configuration")?;
+    let (stop_sampler, stop_rx) = std::sync::mpsc::channel::<()>();
+    let sampler_thread = std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || sampler.run(stop_rx))
+        .context("cannot start the sampler thread")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let listener = http::bind(addr).await?;
+        tracing::info!(address = %listener.local_addr()?, telemetry_path = %config.web.telemetry_path, "listening");
+        let state = AppState { snapshot: snapshots, telemetry_path: config.web.telemetry_path.as_str().into() };
+        http::serve(listener, state, shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    drop(stop_sampler);
+    // The sampler finishes its current sample at most; don't hang shutdown on a stuck read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sampler_thread.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    tracing::info!("stopped");
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGTERM handler");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+/// Each target holds an open handle on its /proc directory; raise the soft fd limit to the hard
+/// one, as the Go runtime does for Prometheus' exporters.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Command-line flags, in the Prometheus exporters' dotted style. Flags override the
+//! configuration file; `--[no-]collector.NAME` flags come from the collector table.
+
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
+
+use crate::collect::COLLECTORS;
+use crate::config::{parse_duration, AppTemplate, Config, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nodejs-leak-exporter",
+    version,
+    about = "Finds memory leaks in running Node.js processes from the outside and serves them to Prometheus.",
+    long_about = "Finds memory leaks in running Node.js processes from the outside and serves them to Prometheus.\n\n\
+        With no arguments it watches every Node.js process on the host and serves their memory at \
+        http://0.0.0.0:19229/metrics, with a status page at /."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// YAML configuration file; flags given on the command line override it.
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on for metrics and the status page (host:port or :port).
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    pub listen_address: Option<String>,
+
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    pub telemetry_path: Option<String>,
+
+    /// procfs mount point (e.g. /host/proc in a container watching its host).
+    #[arg(long = "path.procfs", value_name = "DIR")]
+    pub procfs: Option<PathBuf>,
+
+    /// sysfs mount point; cgroups are read under <sysfs>/fs/cgroup.
+    #[arg(long = "path.sysfs", value_name = "DIR")]
+    pub sysfs: Option<PathBuf>,
+
+    /// Time between two samples of every target [default: 5s].
+    #[arg(long = "sample.interval", value_name = "DURATION", value_parser = parse_duration)]
+    pub sample_interval: Option<std::time::Duration>,
+
+    /// Watch this process whatever it looks like and whatever its age (repeatable).
+    #[arg(long = "discovery.pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+
+    /// Processes younger than this are not exported [default: 5s].
+    #[arg(long = "discovery.min-age", value_name = "DURATION", value_parser = parse_duration)]
+    pub min_age: Option<std::time::Duration>,
+
+    /// How long the series of an exited process stay exported [default: 1m].
+    #[arg(long = "discovery.exit-retention", value_name = "DURATION", value_parser = parse_duration)]
+    pub exit_retention: Option<std::time::Duration>,
+
+    /// App name template for processes not under PM2, e.g. "{script_dir}-{script}"
+    /// (variables: comm, exe, script, script_dir, user) [default: the main script's base name].
+    #[arg(long = "discovery.app-template", value_name = "TEMPLATE", value_parser = AppTemplate::parse)]
+    pub app_template: Option<AppTemplate>,
+
+    /// Read PSS from smaps_rollup (can stall a process with a large heap while the kernel walks it).
+    #[arg(long = "collector.procfs.pss", action = ArgAction::SetTrue)]
+    pub pss: bool,
+
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format: logfmt (human-readable) or json.
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    pub log_format: String,
+}
+
+/// Parsed flags plus the collector switches given on the command line.
+pub struct Parsed {
+    pub cli: Cli,
+    pub collector_switches: Vec<(&'static str, bool)>,
+}
+
+/// Builds the full command, with one `--collector.NAME` / `--no-collector.NAME` pair per
+/// collector in the table.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for spec in COLLECTORS {
+        let default = if spec.default_enabled { "enabled" } else { "disabled" };
+        cmd = cmd
+            .arg(
+                Arg::new(format!("collector.{}", spec.name))
+                    .long(format!("collector.{}", spec.name))
+                    .action(ArgAction::SetTrue)
+                    .help(format!("Enable the {} collector: {} [default: {default}]", spec.name, spec.help)),
+            )
+            .arg(
+                Arg::new(format!("no-collector.{}", spec.name))
+                    .long(format!("no-collector.{}", spec.name))
+                    .action(ArgAction::SetTrue)
+                    .overrides_with(format!("collector.{}", spec.name))
+                    .help(format!("Disable the {} collector", spec.name)),
+            );
+    }
+    cmd
+}
+
+pub fn parse_from<I, T>(args: I) -> Result<Parsed, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args)?;
+    from_matches(&matches)
+}
+
+fn from_matches(matches: &ArgMatches) -> Result<Parsed, clap::Error> {
+    let cli = Cli::from_arg_matches(matches)?;
+    let mut collector_switches = Vec::new();
+    for spec in COLLECTORS {
+        if matches.get_flag(&format!("collector.{}", spec.name)) {
+            collector_switches.push((spec.name, true));
+        }
+        if matches.get_flag(&format!("no-collector.{}", spec.name)) {
+            collector_switches.push((spec.name, false));
+        }
+    }
+    Ok(Parsed { cli, collector_switches })
+}
+
+impl Parsed {
+    /// Loads the configuration file (if any), lays the flags over it and validates the result.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let a = &self.cli.run;
+        let mut c = match &a.config_file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &a.listen_address {
+            c.web.listen_address = v.clone();
+        }
+        if let Some(v) = &a.telemetry_path {
+            c.web.telemetry_path = v.clone();
+        }
+        if let Some(v) = &a.procfs {
+            c.paths.procfs = v.clone();
+        }
+        if let Some(v) = &a.sysfs {
+            c.paths.sysfs = v.clone();
+        }
+        if let Some(v) = a.sample_interval {
+            c.sample.interval = v;
+        }
+        if !a.pids.is_empty() {
+            c.discovery.pids = a.pids.clone();
+        }
+        if let Some(v) = a.min_age {
+            c.discovery.min_age = v;
+        }
+        if let Some(v) = a.exit_retention {
+            c.discovery.exit_retention = v;
+        }
+        if let Some(v) = &a.app_template {
+            c.discovery.app_template = Some(v.clone());
+        }
+        if a.pss {
+            c.collectors.procfs.pss = true;
+        }
+        for (name, enabled) in &self.collector_switches {
+            if let Some(spec) = COLLECTORS.iter().find(|s| s.name == *name) {
+                spec.set_enabled(&mut c, *enabled);
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_well_formed() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file_and_collectors_toggle() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yml");
+        std::fs::write(&file, "sample:\n  interval: 10s\ncollectors:\n  cgroup:\n    enabled: false\n").unwrap();
+        let p = parse_from([
+            "x",
+            "--config.file",
+            file.to_str().unwrap(),
+            "--sample.interval=1s",
+            "--collector.cgroup",
+            "--no-collector.procfs",
+            "--discovery.pid=42",
+        ])
+        .unwrap();
+        let c = p.config().unwrap();
+        assert_eq!(c.sample.interval, std::time::Duration::from_secs(1));
+        assert!(c.collectors.cgroup.enabled);
+        assert!(!c.collectors.procfs.enabled);
+        assert_eq!(c.discovery.pids, vec![42]);
+    }
+
+    #[test]
+    fn bad_flag_values_are_rejected() {
+        assert!(parse_from(["x", "--sample.interval=soon"]).is_err());
+        assert!(parse_from(["x", "--discovery.app-template={bogus}"]).is_err());
+        let p = parse_from(["x", "--web.listen-address=nowhere"]).unwrap();
+        assert!(p.config().unwrap_err().to_string().starts_with("web.listen_address"));
+    }
+}

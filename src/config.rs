@@ -1,0 +1,560 @@
+//! Configuration: the YAML file (`--config.file`) parsed into typed structs, then command-line
+//! flags laid over it, then validated once at start.
+//!
+//! Everything that can be checked while deserializing (regexes, durations, templates, user names)
+//! is checked there, so the error carries the field path and the line of the file. This module does
+//! no I/O besides reading the file it is given.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer};
+
+/// The default `--web.listen-address`. 19229 lies outside the Prometheus default-port block
+/// (9100-9999, full since 2023, and its 10000+ continuation) and below the Linux ephemeral port
+/// range; its tail recalls the inspector's 9229.
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":19229";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// The whole configuration file. Every section is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP endpoint that serves metrics and the status page.
+    pub web: WebConfig,
+    /// Where the host's pseudo-filesystems are mounted.
+    pub paths: PathsConfig,
+    /// How often targets are read.
+    pub sample: SampleConfig,
+    /// Which processes are watched and how they are named.
+    pub discovery: DiscoveryConfig,
+    /// Per-collector switches and options.
+    pub collectors: CollectorsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address to listen on, `host:port` or `:port` for all interfaces.
+    pub listen_address: String,
+    /// Path under which metrics are served.
+    pub telemetry_path: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen_address: DEFAULT_LISTEN_ADDRESS.into(), telemetry_path: "/metrics".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// procfs mount point (`/host/proc` in a container watching its host).
+    pub procfs: PathBuf,
+    /// sysfs mount point; cgroups are read under `<sysfs>/fs/cgroup`.
+    pub sysfs: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig { procfs: "/proc".into(), sysfs: "/sys".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleConfig {
+    /// Time between two samples of every target. Scrapes serve the latest sample.
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig { interval: Duration::from_secs(5) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Processes watched whatever they look like (no matcher, no minimum age).
+    pub pids: Vec<i32>,
+    /// A process is a candidate when any of these matches. Default: a node executable.
+    pub include: Vec<Matcher>,
+    /// ... and is left out when any of these matches. Default: the PM2 daemon and package-manager
+    /// or file-watcher wrappers (npm, npx, yarn, pnpm, nodemon, pm2's CLI, corepack).
+    pub exclude: Vec<Matcher>,
+    /// Processes younger than this are not exported, so short-lived scripts do not flood Prometheus.
+    #[serde(deserialize_with = "de_duration")]
+    pub min_age: Duration,
+    /// How long the last series of an exited process stay exported.
+    #[serde(deserialize_with = "de_duration")]
+    pub exit_retention: Duration,
+    /// How to name a process that does not run under PM2, e.g. `"{script_dir}/{script}"`.
+    /// Default: the main script's base name.
+    pub app_template: Option<AppTemplate>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            pids: Vec::new(),
+            include: default_include(),
+            exclude: default_exclude(),
+            min_age: Duration::from_secs(5),
+            exit_retention: Duration::from_secs(60),
+            app_template: None,
+        }
+    }
+}
+
+/// Matches `node`, `nodejs` and versioned binaries such as `node20` or `node-20`.
+pub const NODE_NAME_PATTERN: &str = r"^node(js)?(-?[0-9]+)?$";
+
+fn default_include() -> Vec<Matcher> {
+    vec![Matcher { name: Some(Pattern::new(NODE_NAME_PATTERN).expect("valid")), ..Matcher::default() }]
+}
+
+fn default_exclude() -> Vec<Matcher> {
+    let pattern = |re: &str| Some(Pattern::new(re).expect("valid"));
+    vec![
+        // PM2 renames its daemon "PM2 vX.Y.Z: God Daemon (/home/u/.pm2)".
+        Matcher { cmdline: pattern(r"^PM2 v\S+: God Daemon"), ..Matcher::default() },
+        // Wrappers set process.title to their own name or run a well-known entry script.
+        Matcher { comm: pattern(r"^(npm|npx|yarn|pnpm|nodemon|pm2|corepack)( .*)?$"), ..Matcher::default() },
+        Matcher { script: pattern(r"^(npm-cli\.js|npx-cli\.js|yarn\.c?js|pnpm\.c?js|nodemon(\.js)?|pm2|corepack(\.c?js)?|npm|npx|yarn|pnpm)$"), ..Matcher::default() },
+    ]
+}
+
+/// One process matcher: every field given must match (fields left out match anything).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    /// Regex on the executable's base name, `comm` or `argv[0]`'s base name: any of the three.
+    pub name: Option<Pattern>,
+    /// Regex on `comm` (the 15-character thread name, which `process.title` changes).
+    pub comm: Option<Pattern>,
+    /// Regex on the executable's full path (readable for the same user or with CAP_SYS_PTRACE).
+    pub exe: Option<Pattern>,
+    /// Regex on the command line, arguments joined by spaces. Named groups are available to
+    /// `app` as `{match.NAME}`. The command line itself is never exported.
+    pub cmdline: Option<Pattern>,
+    /// Regex on the main script's base name (`server.js`).
+    pub script: Option<Pattern>,
+    /// The owning user, by name or numeric uid.
+    pub user: Option<UserSpec>,
+    /// App name template for processes this matcher includes (overrides `app_template`).
+    pub app: Option<AppTemplate>,
+}
+
+impl Matcher {
+    fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.comm.is_none()
+            && self.exe.is_none()
+            && self.cmdline.is_none()
+            && self.script.is_none()
+            && self.user.is_none()
+    }
+}
+
+/// A compiled regex that deserializes from a string and reports a bad pattern with its position.
+#[derive(Clone)]
+pub struct Pattern(pub Regex);
+
+impl Pattern {
+    pub fn new(re: &str) -> Result<Self, regex::Error> {
+        Regex::new(re).map(Pattern)
+    }
+    pub fn is_match(&self, s: &str) -> bool {
+        self.0.is_match(s)
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Pattern::new(&s).map_err(|e| {
+            // The regex crate's message spans lines (pattern, caret, error); keep the error line.
+            let text = e.to_string();
+            let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
+            serde::de::Error::custom(format!("invalid regex {s:?}: {reason}"))
+        })
+    }
+}
+
+/// A user given by name or uid; names are resolved against the passwd file when used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    Uid(u32),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for UserSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Uid(u32),
+            Name(String),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Uid(uid) => UserSpec::Uid(uid),
+            Raw::Name(name) => match name.parse::<u32>() {
+                Ok(uid) => UserSpec::Uid(uid),
+                Err(_) if name.is_empty() => return Err(serde::de::Error::custom("empty user name")),
+                Err(_) => UserSpec::Name(name),
+            },
+        })
+    }
+}
+
+/// An app name template such as `"{script_dir}-{script}"`. Variables: `comm`, `exe` (base name),
+/// `script` (base name), `script_dir` (base name of the script's directory), `user`, and
+/// `match.NAME` for a named group of the matcher's `cmdline` regex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppTemplate {
+    parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TemplatePart {
+    Literal(String),
+    Var(TemplateVar),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateVar {
+    Comm,
+    Exe,
+    Script,
+    ScriptDir,
+    User,
+    Match(String),
+}
+
+impl AppTemplate {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(TemplatePart::Literal(rest[..open].to_string()));
+            }
+            let close = rest[open..].find('}').ok_or_else(|| format!("unclosed '{{' in template {s:?}"))? + open;
+            let name = &rest[open + 1..close];
+            let var = match name {
+                "comm" => TemplateVar::Comm,
+                "exe" => TemplateVar::Exe,
+                "script" => TemplateVar::Script,
+                "script_dir" => TemplateVar::ScriptDir,
+                "user" => TemplateVar::User,
+                _ => match name.strip_prefix("match.") {
+                    Some(group) if !group.is_empty() => TemplateVar::Match(group.to_string()),
+                    _ => {
+                        return Err(format!(
+                            "unknown template variable {{{name}}}; known: comm, exe, script, script_dir, user, match.NAME"
+                        ))
+                    }
+                },
+            };
+            parts.push(TemplatePart::Var(var));
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("unmatched '}}' in template {s:?}"));
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Literal(rest.to_string()));
+        }
+        if parts.is_empty() {
+            return Err("empty template".into());
+        }
+        Ok(AppTemplate { parts })
+    }
+
+    /// Renders the template; `lookup` answers each variable (empty when unknown).
+    pub fn render(&self, lookup: impl Fn(&TemplateVar) -> String) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                TemplatePart::Literal(s) => out.push_str(s),
+                TemplatePart::Var(v) => out.push_str(&lookup(v)),
+            }
+        }
+        out
+    }
+
+    pub fn match_groups(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            TemplatePart::Var(TemplateVar::Match(g)) => Some(g.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AppTemplate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AppTemplate::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorsConfig {
+    /// Process memory, CPU, fds, sockets and threads from /proc.
+    pub procfs: ProcfsCollectorConfig,
+    /// Memory limit, usage and OOM kills of each process's cgroup.
+    pub cgroup: ToggleConfig,
+}
+
+impl Default for CollectorsConfig {
+    fn default() -> Self {
+        CollectorsConfig { procfs: ProcfsCollectorConfig::default(), cgroup: ToggleConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToggleConfig {
+    /// Whether the collector runs.
+    pub enabled: bool,
+}
+
+impl Default for ToggleConfig {
+    fn default() -> Self {
+        ToggleConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcfsCollectorConfig {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Read PSS from `smaps_rollup`. Off by default: the kernel walks every page table of the
+    /// process under its mm lock, which can stall a process with a large heap for seconds.
+    pub pss: bool,
+}
+
+impl Default for ProcfsCollectorConfig {
+    fn default() -> Self {
+        ProcfsCollectorConfig { enabled: true, pss: false }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses a duration the way Prometheus writes them: `500ms`, `5s`, `1m`, `6h`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 500ms, 5s, 1m, 6h)"))
+}
+
+impl Config {
+    /// Reads and parses a YAML file. Errors name the field path and the line.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_yaml(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        yaml_serde::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks what deserialization cannot: cross-field rules and values out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_listen_address(&self.web.listen_address).map_err(|m| invalid("web.listen_address", m))?;
+        if !self.web.telemetry_path.starts_with('/') || self.web.telemetry_path.len() < 2 {
+            return Err(invalid("web.telemetry_path", "must start with '/' and not be '/' (the status page)"));
+        }
+        if ["/-/healthy", "/-/ready", "/api/v1/targets"].contains(&self.web.telemetry_path.as_str()) {
+            return Err(invalid("web.telemetry_path", "collides with a built-in endpoint"));
+        }
+        if self.sample.interval < Duration::from_millis(100) || self.sample.interval > Duration::from_secs(3600) {
+            return Err(invalid("sample.interval", "must be between 100ms and 1h"));
+        }
+        if self.discovery.exit_retention > Duration::from_secs(24 * 3600) {
+            return Err(invalid("discovery.exit_retention", "must be at most 24h"));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, pid) in self.discovery.pids.iter().enumerate() {
+            if *pid <= 0 {
+                return Err(invalid(format!("discovery.pids[{i}]"), format!("{pid} is not a process id")));
+            }
+            if !seen.insert(pid) {
+                return Err(invalid(format!("discovery.pids[{i}]"), format!("pid {pid} is listed twice")));
+            }
+        }
+        for (list, matchers) in [("include", &self.discovery.include), ("exclude", &self.discovery.exclude)] {
+            for (i, m) in matchers.iter().enumerate() {
+                let field = format!("discovery.{list}[{i}]");
+                if m.is_empty() {
+                    return Err(invalid(field, "a matcher needs at least one of name, comm, exe, cmdline, script, user"));
+                }
+                if list == "exclude" && m.app.is_some() {
+                    return Err(invalid(format!("{field}.app"), "an exclude matcher names nothing"));
+                }
+                if let Some(app) = &m.app {
+                    for group in app.match_groups() {
+                        let has_group = m
+                            .cmdline
+                            .as_ref()
+                            .is_some_and(|re| re.0.capture_names().flatten().any(|n| n == group));
+                        if !has_group {
+                            return Err(invalid(
+                                format!("{field}.app"),
+                                format!("{{match.{group}}} needs a named group (?P<{group}>...) in this matcher's cmdline regex"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(t) = &self.discovery.app_template {
+            if let Some(group) = t.match_groups().next() {
+                return Err(invalid(
+                    "discovery.app_template",
+                    format!("{{match.{group}}} is only available in a matcher's app template"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `host:port`, `:port` (all interfaces) or `[v6]:port`.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    if let Ok(addr) = full.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some((host, port)) = full.rsplit_once(':') {
+        if host == "localhost" {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+        }
+    }
+    Err(format!("{s:?} is not an address; use host:port, :port or [::1]:port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_default() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.web.listen_address, DEFAULT_LISTEN_ADDRESS);
+        assert_eq!(c.discovery.include.len(), 1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let err = Config::from_yaml("web:\n  listen_address: ':9'\ndiscovery:\n  min_agee: 5s\n").unwrap_err();
+        assert!(err.contains("min_agee"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn bad_regex_is_named_with_its_line() {
+        let err = Config::from_yaml("discovery:\n  include:\n    - cmdline: '(unclosed'\n").unwrap_err();
+        assert!(err.contains("invalid regex"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("discovery.include[0]"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_and_template_are_rejected() {
+        let err = Config::from_yaml("sample:\n  interval: fast\n").unwrap_err();
+        assert!(err.contains("invalid duration"), "{err}");
+        let err = Config::from_yaml("discovery:\n  app_template: '{nope}'\n").unwrap_err();
+        assert!(err.contains("unknown template variable"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let c = Config::from_yaml("discovery:\n  include:\n    - app: '{match.svc}'\n      comm: node\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("discovery.include[0].app:"), "{err}");
+        let c = Config::from_yaml("discovery:\n  pids: [5, 5]\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("discovery.pids[1]"));
+        let c = Config::from_yaml("sample:\n  interval: 1ms\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("sample.interval"));
+    }
+
+    #[test]
+    fn user_by_name_or_uid() {
+        let c = Config::from_yaml("discovery:\n  include:\n    - user: 1000\n    - user: '0'\n    - user: alice\n").unwrap();
+        let users: Vec<_> = c.discovery.include.iter().map(|m| m.user.clone().unwrap()).collect();
+        assert_eq!(users, vec![UserSpec::Uid(1000), UserSpec::Uid(0), UserSpec::Name("alice".into())]);
+    }
+
+    #[test]
+    fn templates_render() {
+        let t = AppTemplate::parse("{user}-{script}").unwrap();
+        let s = t.render(|v| match v {
+            TemplateVar::User => "alice".into(),
+            TemplateVar::Script => "server.js".into(),
+            _ => String::new(),
+        });
+        assert_eq!(s, "alice-server.js");
+        assert!(AppTemplate::parse("{script").is_err());
+        assert!(AppTemplate::parse("a}").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen_address(":19229").unwrap().port(), 19229);
+        assert!(parse_listen_address("127.0.0.1:0").is_ok());
+        assert!(parse_listen_address("[::1]:80").is_ok());
+        assert!(parse_listen_address("localhost:80").is_ok());
+        assert!(parse_listen_address("nope").is_err());
+    }
+
+    #[test]
+    fn default_node_pattern() {
+        let re = Regex::new(NODE_NAME_PATTERN).unwrap();
+        for ok in ["node", "nodejs", "node20", "node-22"] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        for no in ["nodemon", "node_exporter", "npm", "inode"] {
+            assert!(!re.is_match(no), "{no}");
+        }
+    }
+}

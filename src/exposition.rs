@@ -1,0 +1,135 @@
+//! Exposition: turns readings into Prometheus metric families and text.
+//!
+//! [`Families`] collects samples by family name, so two sources may add to one family
+//! (`nodejs_memory_limit_bytes{source="cgroup"}` and `{source="pm2"}`) and the text still holds
+//! each family once. Every per-process series carries `pid` and `app` first.
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::target::Target;
+
+pub struct Families {
+    families: Vec<MetricFamily>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Families {
+    pub fn new() -> Self {
+        Families { families: Vec::with_capacity(64), index: std::collections::HashMap::with_capacity(64) }
+    }
+
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> &mut MetricFamily {
+        let index = match self.index.get(name) {
+            Some(i) => *i,
+            None => {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_string());
+                f.set_help(help.to_string());
+                f.set_field_type(kind);
+                self.families.push(f);
+                self.index.insert(name.to_string(), self.families.len() - 1);
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[index]
+    }
+
+    /// Adds one gauge sample with the given labels.
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        let mut m = Metric::from_label(label_pairs(labels));
+        m.set_gauge(g);
+        self.family(name, help, MetricType::GAUGE).mut_metric().push(m);
+    }
+
+    /// Adds one counter sample with the given labels. `name` ends in `_total`.
+    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        debug_assert!(name.ends_with("_total"), "{name}");
+        let mut c = Counter::default();
+        c.set_value(value);
+        let mut m = Metric::from_label(label_pairs(labels));
+        m.set_counter(c);
+        self.family(name, help, MetricType::COUNTER).mut_metric().push(m);
+    }
+
+    /// Adds a per-target gauge: labels `pid`, `app`, then `extra`.
+    pub fn target_gauge(&mut self, t: &Target, name: &str, help: &str, extra: &[(&str, &str)], value: f64) {
+        with_target_labels(t, extra, |labels| self.gauge(name, help, labels, value));
+    }
+
+    /// Adds a per-target counter: labels `pid`, `app`, then `extra`.
+    pub fn target_counter(&mut self, t: &Target, name: &str, help: &str, extra: &[(&str, &str)], value: f64) {
+        with_target_labels(t, extra, |labels| self.counter(name, help, labels, value));
+    }
+
+    pub fn extend(&mut self, more: Vec<MetricFamily>) {
+        self.families.extend(more);
+    }
+
+    /// Encodes every non-empty family in the text format (version 0.0.4).
+    pub fn encode(self) -> String {
+        let families: Vec<MetricFamily> = self.families.into_iter().filter(|f| !f.get_metric().is_empty()).collect();
+        let mut out = String::with_capacity(families.len() * 256);
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+fn with_target_labels(t: &Target, extra: &[(&str, &str)], f: impl FnOnce(&[(&str, &str)])) {
+    let pid = t.key.pid.to_string();
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(2 + extra.len());
+    labels.push(("pid", &pid));
+    labels.push(("app", &t.identity.app));
+    labels.extend_from_slice(extra);
+    f(&labels)
+}
+
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let mut p = LabelPair::default();
+            p.set_name(k.to_string());
+            p.set_value(v.to_string());
+            p
+        })
+        .collect()
+}
+
+/// Metrics that come from discovery itself: identity and PM2's restart limit.
+pub fn render_identity(targets: &[&Target], out: &mut Families) {
+    for t in targets {
+        let id = &t.identity;
+        let pm2_id = id.pm2.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("");
+        let node_version = id.node_version.as_deref().unwrap_or("");
+        let cgroup = t.readings.cgroup.as_ref().map(|c| c.location.path.as_str()).unwrap_or("");
+        out.target_gauge(
+            t,
+            "nodejs_process_info",
+            "Identity of a watched Node.js process; join on pid for the PM2 id, Node.js version, user and cgroup.",
+            &[
+                ("pm2_id", pm2_id),
+                ("node_version", node_version),
+                ("user", &id.user),
+                ("cgroup", cgroup),
+            ],
+            1.0,
+        );
+        if let Some(limit) = id.pm2.as_ref().and_then(|p| p.max_memory_restart) {
+            out.target_gauge(t, MEMORY_LIMIT, MEMORY_LIMIT_HELP, &[("source", "pm2")], limit as f64);
+        }
+    }
+}
+
+pub const MEMORY_LIMIT: &str = "nodejs_memory_limit_bytes";
+pub const MEMORY_LIMIT_HELP: &str =
+    "Memory limit that will stop the process: its cgroup's limit (source=cgroup) or PM2's max_memory_restart (source=pm2).";

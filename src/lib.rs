@@ -1,0 +1,14 @@
+//! nodejs-leak-exporter: finds memory leaks in running Node.js processes from the outside.
+//!
+//! Reading (`discovery`, `collect`), sampling (`sampler`, `target`) and exposing (`exposition`,
+//! `http`) are kept apart: the sampler writes snapshots, the HTTP side only serves the latest.
+
+pub mod app;
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod discovery;
+pub mod exposition;
+pub mod http;
+pub mod sampler;
+pub mod target;

@@ -1,0 +1,26 @@
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let parsed = match nodejs_leak_exporter::cli::parse_from(std::env::args_os()) {
+        Ok(p) => p,
+        Err(e) => e.exit(),
+    };
+    let args = &parsed.cli.run;
+    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let result = parsed.config().map_err(anyhow::Error::from).and_then(nodejs_leak_exporter::app::run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nodejs-leak-exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The sampler: every `--sample.interval`, discover targets, run every collector over them, and
+//! publish one immutable [`Snapshot`] that scrapes serve as is.
+//!
+//! It runs on its own thread, so a slow `/proc` read never delays a scrape, and a scrape never
+//! triggers a read. Failures are counted by collector and reason and logged at most once a minute
+//! per kind; a vanished process is not a failure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry as PromRegistry};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::collect::procfs::{Clock, ProcfsCollector};
+use crate::collect::{Collector, Outcome, Reason};
+use crate::config::Config;
+use crate::discovery::Discovery;
+use crate::exposition::{render_identity, Families};
+use crate::target::{Registry, Target, TargetState};
+
+/// What one sample produced: the metrics text and what the status page shows.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Rendered exposition text of every target and of the exporter itself.
+    pub metrics: String,
+    pub targets: Vec<TargetStatus>,
+    /// Unix time of the sample; zero before the first one.
+    pub sampled_at: f64,
+    pub sample_duration_seconds: f64,
+    /// Whether at least one sample has completed.
+    pub ready: bool,
+}
+
+/// One target as the status page and `/api/v1/targets` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    pub pid: i32,
+    pub app: String,
+    pub state: &'static str,
+    pub age_seconds: f64,
+    pub user: String,
+    pub script: Option<String>,
+    pub exe: Option<String>,
+    pub pm2_id: Option<String>,
+    pub node_version: Option<String>,
+    pub collectors: Vec<CollectorStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectorStatus {
+    pub collector: &'static str,
+    /// Whether everything the collector reads was readable.
+    pub complete: bool,
+    /// Parts that could not be read, with the reason: `fds and sockets: permission_denied`.
+    pub missing: Vec<String>,
+}
+
+/// The exporter's own metrics, `nodejs_leak_exporter_*`.
+struct SelfMetrics {
+    registry: PromRegistry,
+    targets: GaugeVec,
+    collector_duration: GaugeVec,
+    collector_errors: IntCounterVec,
+    sample_duration: Gauge,
+    samples: IntCounter,
+    last_sample: Gauge,
+    discovered: IntCounter,
+    processes_scanned: Gauge,
+}
+
+impl SelfMetrics {
+    fn new() -> Self {
+        let registry = PromRegistry::new();
+        let build_info = GaugeVec::new(
+            Opts::new("nodejs_leak_exporter_build_info", "Version of nodejs-leak-exporter, constant 1."),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("NLE_REVISION").unwrap_or("unknown")]).set(1.0);
+        let targets = GaugeVec::new(
+            Opts::new("nodejs_leak_exporter_targets", "Watched processes by state: warming (younger than the minimum age), active, exited (kept for the exit retention)."),
+            &["state"],
+        )
+        .expect("valid metric");
+        let collector_duration = GaugeVec::new(
+            Opts::new("nodejs_leak_exporter_collector_duration_seconds", "Time the collector took over all targets in the last sample."),
+            &["collector"],
+        )
+        .expect("valid metric");
+        let collector_errors = IntCounterVec::new(
+            Opts::new("nodejs_leak_exporter_collector_errors_total", "Reads that failed, by collector and reason; a process that exits is not an error."),
+            &["collector", "reason"],
+        )
+        .expect("valid metric");
+        let sample_duration =
+            Gauge::new("nodejs_leak_exporter_sample_duration_seconds", "Duration of the last sample of all targets.").expect("valid metric");
+        let samples = IntCounter::new("nodejs_leak_exporter_samples_total", "Samples taken.").expect("valid metric");
+        let last_sample = Gauge::new(
+            "nodejs_leak_exporter_last_sample_timestamp_seconds",
+            "Unix time the last sample completed; stale when the sampler is stuck.",
+        )
+        .expect("valid metric");
+        let discovered = IntCounter::new(
+            "nodejs_leak_exporter_discovered_processes_total",
+            "Node.js processes discovered since the exporter started.",
+        )
+        .expect("valid metric");
+        let processes_scanned =
+            Gauge::new("nodejs_leak_exporter_scanned_processes", "Processes of any kind seen under procfs at the last scan.").expect("valid metric");
+        for c in [
+            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(targets.clone()),
+            Box::new(collector_duration.clone()),
+            Box::new(collector_errors.clone()),
+            Box::new(sample_duration.clone()),
+            Box::new(samples.clone()),
+            Box::new(last_sample.clone()),
+            Box::new(discovered.clone()),
+            Box::new(processes_scanned.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        SelfMetrics {
+            registry,
+            targets,
+            collector_duration,
+            collector_errors,
+            sample_duration,
+            samples,
+            last_sample,
+            discovered,
+            processes_scanned,
+        }
+    }
+}
+
+/// Logs a failure kind at most once a minute, saying how many were held back.
+#[derive(Default)]
+struct LogLimiter {
+    last: HashMap<(&'static str, &'static str), (Instant, u64)>,
+}
+
+impl LogLimiter {
+    fn warn(&mut self, collector: &'static str, reason: &'static str, message: impl FnOnce() -> String) {
+        let now = Instant::now();
+        let entry = self.last.entry((collector, reason)).or_insert((now - Duration::from_secs(3600), 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            let suppressed = entry.1;
+            *entry = (now, 0);
+            tracing::warn!(collector, reason, suppressed, "{}", message());
+        } else {
+            entry.1 += 1;
+        }
+    }
+}
+
+pub struct Sampler {
+    procfs: PathBuf,
+    interval: Duration,
+    discovery: Discovery,
+    registry: Registry,
+    collectors: Vec<Box<dyn Collector>>,
+    self_metrics: SelfMetrics,
+    own: ProcfsCollector,
+    clock: Clock,
+    limiter: LogLimiter,
+    publish: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Sampler {
+    pub fn new(config: &Config, publish: watch::Sender<Arc<Snapshot>>) -> Result<Self, crate::config::ConfigError> {
+        let discovery = Discovery::new(&config.paths.procfs, std::path::Path::new("/etc/passwd"), config.discovery.clone())?;
+        Ok(Sampler {
+            procfs: config.paths.procfs.clone(),
+            interval: config.sample.interval,
+            discovery,
+            registry: Registry::new(config.discovery.min_age, config.discovery.exit_retention),
+            collectors: crate::collect::build_enabled(config),
+            self_metrics: SelfMetrics::new(),
+            own: ProcfsCollector::new(std::path::Path::new("/proc"), false),
+            clock: Clock::read(&config.paths.procfs),
+            limiter: LogLimiter::default(),
+            publish,
+        })
+    }
+
+    /// Samples every interval until `stop` receives (or its sender is dropped).
+    pub fn run(mut self, stop: Receiver<()>) {
+        let mut next = Instant::now();
+        loop {
+            self.sample_once();
+            next += self.interval;
+            let now = Instant::now();
+            if next < now {
+                // Fell behind (suspended, or a sample longer than the interval): skip, don't burst.
+                next = now + self.interval;
+            }
+            match stop.recv_timeout(next - now) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Takes one sample and publishes it.
+    pub fn sample_once(&mut self) {
+        let started = Instant::now();
+        let uptime = read_uptime(&self.procfs);
+        let tps = self.clock.ticks_per_second as f64;
+        let registry = &self.registry;
+        match self.discovery.scan(|k| registry.contains(k)) {
+            Ok((found, stats)) => {
+                self.self_metrics.processes_scanned.set(stats.processes_seen as f64);
+                let update = self.registry.update(found, started, |start_ticks| {
+                    uptime
+                        .map(|up| Duration::from_secs_f64((up - start_ticks as f64 / tps).max(0.0)))
+                        .unwrap_or(Duration::ZERO)
+                });
+                self.self_metrics.discovered.inc_by(update.added as u64);
+            }
+            Err(e) => {
+                let reason = Reason::from_io_error(&e).as_label();
+                self.self_metrics.collector_errors.with_label_values(&["discovery", reason]).inc();
+                let procfs = self.procfs.display().to_string();
+                self.limiter.warn("discovery", reason, || format!("cannot list processes under {procfs}: {e}"));
+            }
+        }
+        self.collect_all();
+        let snapshot = self.render(started);
+        // Receivers may all be gone at shutdown; that is fine.
+        let _ = self.publish.send(Arc::new(snapshot));
+    }
+
+    fn collect_all(&mut self) {
+        let now = Instant::now();
+        let mut vanished = Vec::new();
+        for collector in self.collectors.iter_mut() {
+            let name = collector.name();
+            let started = Instant::now();
+            collector.begin_sample();
+            for target in self.registry.iter_mut() {
+                if matches!(target.state, TargetState::Exited { .. }) {
+                    collector.collect_exited(target);
+                    continue;
+                }
+                match collector.collect(target) {
+                    Outcome::Read(gaps) => {
+                        for gap in &gaps {
+                            let reason = gap.reason.as_label();
+                            self.self_metrics.collector_errors.with_label_values(&[name, reason]).inc();
+                            let (pid, app, what) = (target.key.pid, target.identity.app.clone(), gap.what);
+                            self.limiter.warn(name, reason, || {
+                                format!("cannot read {what} of pid {pid} (app {app}): {reason}{}", hint(gap.reason))
+                            });
+                        }
+                        target.gaps.insert(name, gaps);
+                    }
+                    Outcome::Vanished => vanished.push(target.key),
+                }
+            }
+            self.self_metrics.collector_duration.with_label_values(&[name]).set(started.elapsed().as_secs_f64());
+        }
+        for key in vanished {
+            self.registry.mark_exited(&key, now);
+        }
+    }
+
+    fn render(&mut self, started: Instant) -> Snapshot {
+        let now = Instant::now();
+        let exported: Vec<&Target> = self.registry.iter().filter(|t| t.is_exported()).collect();
+        let mut families = Families::new();
+        render_identity(&exported, &mut families);
+        for collector in &self.collectors {
+            collector.render(&exported, &mut families);
+        }
+        let mut by_state: HashMap<&'static str, usize> = HashMap::new();
+        for t in self.registry.iter() {
+            *by_state.entry(t.state.as_label()).or_default() += 1;
+        }
+        for state in ["warming", "active", "exited"] {
+            self.self_metrics.targets.with_label_values(&[state]).set(*by_state.get(state).unwrap_or(&0) as f64);
+        }
+        let sampled_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let duration = started.elapsed().as_secs_f64();
+        self.self_metrics.sample_duration.set(duration);
+        self.self_metrics.samples.inc();
+        self.self_metrics.last_sample.set(sampled_at);
+        self.render_own_process(&mut families);
+        families.extend(self.self_metrics.registry.gather());
+        let targets = self.registry.iter().map(|t| status_of(t, now)).collect();
+        Snapshot { metrics: families.encode(), targets, sampled_at, sample_duration_seconds: duration, ready: true }
+    }
+
+    /// The exporter's own process metrics, under its own prefix so they never collide with the
+    /// watched processes' `process_*` series.
+    fn render_own_process(&mut self, out: &mut Families) {
+        let Ok(me) = procfs::process::Process::myself() else { return };
+        let Ok((r, _)) = self.own.read(&me) else { return };
+        let p = "nodejs_leak_exporter_process_";
+        out.counter(&format!("{p}cpu_seconds_total"), "CPU time the exporter spent, in seconds.", &[], r.cpu_user_seconds + r.cpu_system_seconds);
+        out.gauge(&format!("{p}resident_memory_bytes"), "Resident memory of the exporter in bytes.", &[], r.resident_bytes as f64);
+        out.gauge(&format!("{p}virtual_memory_bytes"), "Virtual memory of the exporter in bytes.", &[], r.virtual_bytes as f64);
+        out.gauge(&format!("{p}start_time_seconds"), "Start time of the exporter since unix epoch in seconds.", &[], r.start_time_seconds);
+        if let Some(v) = r.open_fds {
+            out.gauge(&format!("{p}open_fds"), "Open file descriptors of the exporter.", &[], v as f64);
+        }
+        if let Some(v) = r.max_fds {
+            out.gauge(&format!("{p}max_fds"), "File descriptor limit of the exporter.", &[], v as f64);
+        }
+    }
+}
+
+fn hint(reason: Reason) -> &'static str {
+    match reason {
+        Reason::PermissionDenied => " (another user's process: run as that user, as root, or with CAP_SYS_PTRACE)",
+        _ => "",
+    }
+}
+
+fn status_of(t: &Target, now: Instant) -> TargetStatus {
+    let id = &t.identity;
+    TargetStatus {
+        pid: t.key.pid,
+        app: id.app.clone(),
+        state: t.state.as_label(),
+        age_seconds: t.age(now).as_secs_f64(),
+        user: id.user.clone(),
+        script: id.script.clone(),
+        exe: id.exe_name.clone(),
+        pm2_id: id.pm2.as_ref().and_then(|p| p.id.clone()),
+        node_version: id.node_version.clone(),
+        collectors: t
+            .gaps
+            .iter()
+            .map(|(collector, gaps)| CollectorStatus {
+                collector,
+                complete: gaps.is_empty(),
+                missing: gaps.iter().map(|g| format!("{}: {}", g.what, g.reason)).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn read_uptime(procfs: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(procfs.join("uptime")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
