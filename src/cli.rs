@@ -44,6 +44,10 @@ pub struct RunArgs {
     #[arg(long = "path.sysfs", value_name = "DIR")]
     pub sysfs: Option<PathBuf>,
 
+    /// Root filesystem of the host, for user names from <rootfs>/etc/passwd.
+    #[arg(long = "path.rootfs", value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+
     /// Time between two samples of every target [default: 5s].
     #[arg(long = "sample.interval", value_name = "DURATION", value_parser = parse_duration)]
     pub sample_interval: Option<std::time::Duration>,
@@ -150,6 +154,9 @@ impl Parsed {
         }
         if let Some(v) = &a.sysfs {
             c.paths.sysfs = v.clone();
+        }
+        if let Some(v) = &a.rootfs {
+            c.paths.rootfs = v.clone();
         }
         if let Some(v) = a.sample_interval {
             c.sample.interval = v;

@@ -71,11 +71,13 @@ pub struct PathsConfig {
     pub procfs: PathBuf,
     /// sysfs mount point; cgroups are read under `<sysfs>/fs/cgroup`.
     pub sysfs: PathBuf,
+    /// Root filesystem of the host; user names are read from `<rootfs>/etc/passwd`.
+    pub rootfs: PathBuf,
 }
 
 impl Default for PathsConfig {
     fn default() -> Self {
-        PathsConfig { procfs: "/proc".into(), sysfs: "/sys".into() }
+        PathsConfig { procfs: "/proc".into(), sysfs: "/sys".into(), rootfs: "/".into() }
     }
 }
 

@@ -173,7 +173,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(config: &Config, publish: watch::Sender<Arc<Snapshot>>) -> Result<Self, crate::config::ConfigError> {
-        let discovery = Discovery::new(&config.paths.procfs, std::path::Path::new("/etc/passwd"), config.discovery.clone())?;
+        let discovery = Discovery::new(&config.paths.procfs, &config.paths.rootfs.join("etc/passwd"), config.discovery.clone())?;
         Ok(Sampler {
             procfs: config.paths.procfs.clone(),
             interval: config.sample.interval,
