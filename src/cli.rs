@@ -12,6 +12,7 @@ use crate::config::{parse_duration, AppTemplate, Config, ConfigError};
 #[command(
     name = "nodejs-leak-exporter",
     version,
+    args_override_self = true,
     about = "Finds memory leaks in running Node.js processes from the outside and serves them to Prometheus.",
     long_about = "Finds memory leaks in running Node.js processes from the outside and serves them to Prometheus.\n\n\
         With no arguments it watches every Node.js process on the host and serves their memory at \

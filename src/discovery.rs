@@ -331,7 +331,7 @@ impl Facts {
         Facts {
             argv0: argv.first().map(|a| a.to_string()).unwrap_or_default(),
             cmdline: argv.join(" "),
-            script: main_script(&argv),
+            script: node_argv0(&argv).then(|| main_script(&argv)).flatten(),
             comm,
             exe,
             uid,
@@ -390,6 +390,14 @@ pub fn split_cmdline(buf: &[u8]) -> Vec<String> {
         return args[0].split_whitespace().map(str::to_string).collect();
     }
     args
+}
+
+/// Whether argv[0] is a node executable, so argv holds node options and a script. An explicit
+/// pid may be anything, and a rewritten title holds no script.
+fn node_argv0(argv: &[String]) -> bool {
+    static NODE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(crate::config::NODE_NAME_PATTERN).expect("valid"));
+    argv.first().is_some_and(|a| NODE.is_match(&base_name(a)))
 }
 
 /// Node options that take their value as the next argument.

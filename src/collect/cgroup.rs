@@ -43,7 +43,7 @@ pub struct CgroupLocation {
 pub struct CgroupCollector {
     root: PathBuf,
     /// Per-sample cache: many processes share one cgroup (PM2 cluster, a pod).
-    cache: HashMap<PathBuf, CgroupReadings>,
+    cache: HashMap<PathBuf, (CgroupReadings, Vec<Gap>)>,
 }
 
 impl CgroupCollector {
@@ -53,11 +53,11 @@ impl CgroupCollector {
 
     fn read_location(&mut self, loc: &CgroupLocation) -> (CgroupReadings, Vec<Gap>) {
         if let Some(cached) = self.cache.get(&loc.dir) {
-            return (cached.clone(), Vec::new());
+            return cached.clone();
         }
-        let (readings, gaps) = read_cgroup(loc);
-        self.cache.insert(loc.dir.clone(), readings.clone());
-        (readings, gaps)
+        let read = read_cgroup(loc);
+        self.cache.insert(loc.dir.clone(), read.clone());
+        read
     }
 }
 
@@ -184,6 +184,10 @@ impl Collector for CgroupCollector {
             return Outcome::Read(vec![Gap::new("memory cgroup", Reason::Unsupported)]);
         };
         let (readings, gaps) = self.read_location(&loc);
+        // A container's cgroup is removed as its last process exits.
+        if !gaps.is_empty() && !handle.is_alive() {
+            return Outcome::Vanished;
+        }
         target.readings.cgroup = Some(readings);
         Outcome::Read(gaps)
     }

@@ -114,7 +114,6 @@ impl ProcfsCollector {
                     r.resident_bytes = rss;
                 }
             }
-            Err(e) if !handle.is_alive() => return vanished_or(e),
             Err(e) => gaps.push(Gap::new("memory breakdown", Reason::from_proc_error(&e))),
         }
         match handle.limits() {
@@ -133,6 +132,11 @@ impl ProcfsCollector {
                 Ok(pss) => r.pss_bytes = Some(pss),
                 Err(reason) => gaps.push(Gap::new("pss", reason)),
             }
+        }
+        // A process that exits between two reads fails the later ones: that is an exit, not an
+        // error to count.
+        if !gaps.is_empty() && !handle.is_alive() {
+            return Err(Vanished);
         }
         Ok((r, gaps))
     }
@@ -180,10 +184,6 @@ impl ProcfsCollector {
 /// The process went away while being read.
 #[derive(Debug)]
 pub struct Vanished;
-
-fn vanished_or<T>(_: procfs::ProcError) -> Result<T, Vanished> {
-    Err(Vanished)
-}
 
 fn limit_value(v: &procfs::process::LimitValue) -> Option<u64> {
     match v {

@@ -1,1 +1,7 @@
+//! Integration tests, one binary so the crate links once. Real Node.js processes, real /proc,
+//! real promtool; a fixture /proc tree for the cases a live system cannot stage.
 
+mod util;
+
+mod discovery;
+mod fixture_proc;

@@ -1,0 +1,395 @@
+//! Test helpers in one place: real Node.js apps, the real exporter binary, a plain HTTP client,
+//! bounded waits, cgroups, and finding the real tools (which must exist under CI=true).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture_app(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/apps").join(name)
+}
+
+/// Finds a tool on PATH. Missing under CI=true is a failure; elsewhere the test is skipped
+/// with a message saying how to install it.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    });
+    match found {
+        Some(p) => Some(p),
+        None if ci() => panic!("{name} is required under CI=true but is not on PATH; run scripts/install-test-deps.sh"),
+        None => {
+            eprintln!("SKIP: {name} not found (scripts/install-test-deps.sh installs it)");
+            None
+        }
+    }
+}
+
+/// The node binary: `NODE_BIN` when set (other majors), else `node` on PATH.
+pub fn node() -> Option<PathBuf> {
+    match std::env::var_os("NODE_BIN") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => require_tool("node"),
+    }
+}
+
+/// Whether we may do root-only things (cgroups, setpriv to another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Root-only cases: a failure under CI (which runs as root), a skip elsewhere.
+pub fn require_root(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!ci(), "{what} needs root, and CI runs as root");
+    eprintln!("SKIP: {what} needs root");
+    false
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout` with `what` and `context()`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running Node.js app, killed on drop.
+pub struct NodeApp {
+    pub child: Child,
+    pub pid: i32,
+    stdin: Option<ChildStdin>,
+}
+
+impl NodeApp {
+    /// Starts `cmd` (whose stdout prints `ready` once set up) and waits for that line.
+    pub fn start(mut cmd: Command) -> NodeApp {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if line.trim() == "ready" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            panic!("{cmd:?} did not print 'ready' within 20s");
+        }
+        let pid = child.id() as i32;
+        let stdin = child.stdin.take();
+        NodeApp { child, pid, stdin }
+    }
+
+    /// `node <fixture> args...` with extra environment.
+    pub fn fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Option<NodeApp> {
+        let node = node()?;
+        let mut cmd = Command::new(node);
+        cmd.arg(fixture_app(name)).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Some(NodeApp::start(cmd))
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to app stdin");
+        stdin.flush().expect("flush app stdin");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the app to exit on its own (bounded).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for("the app to exit", timeout, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for NodeApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The exporter binary under test, killed on drop.
+pub struct Exporter {
+    child: Child,
+    pub addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn exporter_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nodejs-leak-exporter"))
+}
+
+impl Exporter {
+    /// Starts the exporter on a random loopback port with fast sampling and no minimum age,
+    /// then `args` (later flags win).
+    pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with(Command::new(exporter_bin()), args)
+    }
+
+    /// As `start`, with a prepared command (e.g. `setpriv ... exporter`).
+    pub fn start_with(mut cmd: Command, args: &[&str]) -> Exporter {
+        cmd.args([
+            "--web.listen-address=127.0.0.1:0",
+            "--sample.interval=200ms",
+            "--discovery.min-age=0s",
+            "--log.format=json",
+            "--log.level=debug",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start the exporter {cmd:?}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["fields"]["message"] == "listening" {
+                        let _ = tx.send(v["fields"]["address"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+                let mut log = log_writer.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("exporter did not start listening within 20s; log:\n{}", log.lock().unwrap());
+            }
+        };
+        let exporter = Exporter { child, addr, log };
+        wait_for("the exporter's first sample", Duration::from_secs(20), || {
+            (exporter.get("/-/ready").0 == 200).then_some(())
+        });
+        exporter
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// GET over plain HTTP/1.1; returns (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path)
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body
+    }
+
+    pub fn targets(&self) -> serde_json::Value {
+        let (status, body) = self.get("/api/v1/targets");
+        assert_eq!(status, 200, "GET /api/v1/targets: {body}");
+        serde_json::from_str(&body).expect("targets JSON")
+    }
+
+    pub fn target(&self, pid: i32) -> Option<serde_json::Value> {
+        self.targets()["targets"].as_array()?.iter().find(|t| t["pid"] == pid).cloned()
+    }
+
+    /// Waits until a series of `name` with the given labels appears and returns its value.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let what = format!("{name}{labels:?}");
+        let mut last = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            last = self.metrics();
+            if let Some(v) = metric_value(&last, name, labels) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last metrics:\n{last}\nlog:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("exporter did not stop within 10s of SIGTERM");
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let raw = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    (status, body.to_string())
+}
+
+/// Parses the labels of one exposition line into pairs.
+pub fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find("=\"") {
+        let key = rest[..eq].trim_start_matches(',').trim().to_string();
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = 0;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(match n {
+                            'n' => '\n',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => {
+                    end = eq + 2 + i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((key, value));
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// The value of the first series of `name` whose labels include all of `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    series(text, name).into_iter().find_map(|(l, v)| {
+        labels.iter().all(|(k, want)| l.iter().any(|(lk, lv)| lk == k && lv == want)).then_some(v)
+    })
+}
+
+/// Every series of `name`: (labels, value).
+pub fn series(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (head, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = match head.find('{') {
+                Some(i) => (&head[..i], parse_labels(&head[i + 1..head.len() - 1])),
+                None => (head, Vec::new()),
+            };
+            (metric == name).then(|| Some((labels, value.parse().ok()?))).flatten()
+        })
+        .collect()
+}
+
+/// A memory cgroup made for one test (v1 or v2), removed on drop.
+pub struct Cgroup {
+    pub dir: PathBuf,
+}
+
+impl Cgroup {
+    pub fn create(name: &str, limit_bytes: u64) -> Cgroup {
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
+        let v1 = own.lines().find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, c, path) = (p.next()?, p.next()?, p.next()?);
+            c.split(',').any(|c| c == "memory").then(|| path.to_string())
+        });
+        let (dir, limit_file) = match v1 {
+            Some(path) => (Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')).join(name), "memory.limit_in_bytes"),
+            None => (Path::new("/sys/fs/cgroup").join(name), "memory.max"),
+        };
+        if dir.exists() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create cgroup {}: {e}", dir.display()));
+        std::fs::write(dir.join(limit_file), limit_bytes.to_string())
+            .unwrap_or_else(|e| panic!("set {} in {}: {e}", limit_file, dir.display()));
+        Cgroup { dir }
+    }
+
+    /// A command that joins this cgroup and then execs `node args...`.
+    pub fn command(&self, node: &Path, args: &[&Path]) -> Command {
+        let mut cmd = Command::new("sh");
+        let mut script = format!("echo $$ > '{}/cgroup.procs' && exec '{}'", self.dir.display(), node.display());
+        for a in args {
+            script.push_str(&format!(" '{}'", a.display()));
+        }
+        cmd.arg("-c").arg(script);
+        cmd
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Processes must be gone before the directory can go; give the kernel a moment.
+        let _ = wait_for_removal(&self.dir);
+    }
+}
+
+fn wait_for_removal(dir: &Path) -> Result<(), std::io::Error> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
