@@ -179,3 +179,105 @@ impl Registry {
         self.targets.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Identity;
+
+    fn identity(explicit: bool) -> Identity {
+        Identity {
+            app: "a.js".into(),
+            comm: "node".into(),
+            exe_name: None,
+            script: Some("a.js".into()),
+            uid: 0,
+            user: "root".into(),
+            pm2: None,
+            node_options: None,
+            explicit,
+            node_version: None,
+        }
+    }
+
+    fn found(dir: &std::path::Path, key: ProcessKey, new: bool) -> Found {
+        let path = dir.join(key.pid.to_string());
+        std::fs::create_dir_all(&path).unwrap();
+        Found {
+            key,
+            handle: Process::new_with_root(path).unwrap(),
+            identity: new.then(|| identity(false)),
+            zombie: false,
+        }
+    }
+
+    const MIN_AGE: Duration = Duration::from_secs(5);
+    const RETENTION: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_new_process_warms_up_then_is_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::new(MIN_AGE, RETENTION);
+        let key = ProcessKey { pid: 10, start_ticks: 1 };
+        let t0 = Instant::now();
+        r.update(vec![found(dir.path(), key, true)], t0, |_| Duration::from_secs(1));
+        assert_eq!(r.iter().next().unwrap().state, TargetState::Warming);
+        assert!(!r.iter().next().unwrap().is_exported());
+        r.update(vec![found(dir.path(), key, false)], t0 + Duration::from_secs(4), |_| unreachable!());
+        assert_eq!(r.iter().next().unwrap().state, TargetState::Active);
+    }
+
+    #[test]
+    fn an_exited_process_is_kept_for_the_retention_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::new(MIN_AGE, RETENTION);
+        let key = ProcessKey { pid: 10, start_ticks: 1 };
+        let t0 = Instant::now();
+        r.update(vec![found(dir.path(), key, true)], t0, |_| Duration::from_secs(60));
+        let s = r.update(vec![], t0 + Duration::from_secs(5), |_| unreachable!());
+        assert_eq!(s, UpdateStats { added: 0, exited: 1, removed: 0 });
+        let t = r.iter().next().unwrap();
+        assert!(matches!(t.state, TargetState::Exited { .. }) && t.is_exported() && t.handle.is_none());
+        let s = r.update(vec![], t0 + Duration::from_secs(66), |_| unreachable!());
+        assert_eq!(s.removed, 1);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_process_that_exits_while_warming_is_dropped_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::new(MIN_AGE, RETENTION);
+        let t0 = Instant::now();
+        r.update(vec![found(dir.path(), ProcessKey { pid: 10, start_ticks: 1 }, true)], t0, |_| Duration::ZERO);
+        let s = r.update(vec![], t0 + Duration::from_secs(1), |_| unreachable!());
+        assert_eq!((s.exited, s.removed), (1, 1));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::new(Duration::ZERO, RETENTION);
+        let old = ProcessKey { pid: 10, start_ticks: 1 };
+        let new = ProcessKey { pid: 10, start_ticks: 999 };
+        let t0 = Instant::now();
+        r.update(vec![found(dir.path(), old, true)], t0, |_| Duration::ZERO);
+        let s = r.update(vec![found(dir.path(), new, true)], t0 + Duration::from_secs(1), |_| Duration::ZERO);
+        assert_eq!((s.added, s.exited), (1, 1));
+        let states: Vec<_> = r.iter().map(|t| (t.key.start_ticks, t.state.as_label())).collect();
+        assert_eq!(states, vec![(1, "exited"), (999, "active")]);
+    }
+
+    #[test]
+    fn memory_follows_the_live_process_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::new(Duration::ZERO, Duration::from_secs(1));
+        let t0 = Instant::now();
+        for i in 0..1000u64 {
+            let now = t0 + Duration::from_secs(i);
+            let key = ProcessKey { pid: 100 + (i % 7) as i32, start_ticks: i };
+            r.update(vec![found(dir.path(), key, true)], now, |_| Duration::ZERO);
+            assert!(r.len() <= 3, "churn must not accumulate targets: {}", r.len());
+        }
+    }
+}
