@@ -78,8 +78,8 @@ pub struct RunArgs {
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Log format: logfmt (human-readable) or json.
-    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    /// Log format: text (human-readable; `logfmt` is accepted as a synonym) or json.
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "text", value_parser = ["text", "logfmt", "json"])]
     pub log_format: String,
 }
 

@@ -478,6 +478,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let c = Config::from_yaml(include_str!("../examples/config.yml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.discovery.include.len(), 2);
+        assert_eq!(c.discovery.exclude.len(), 4);
+    }
+
+    #[test]
     fn empty_file_is_default() {
         let c = Config::from_yaml("").unwrap();
         assert_eq!(c.web.listen_address, DEFAULT_LISTEN_ADDRESS);
