@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::collect::Context as CollectContext;
 use crate::config::{parse_listen_address, Config};
+use crate::connector::DirectConnector;
 use crate::http::{self, AppState};
 use crate::sampler::{Sampler, Snapshot};
 
@@ -14,20 +16,24 @@ use crate::sampler::{Sampler, Snapshot};
 pub fn run(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
     let addr = parse_listen_address(&config.web.listen_address).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("async")
+        .build()
+        .context("cannot start the async runtime")?;
+    let context = CollectContext {
+        runtime: runtime.handle().clone(),
+        connector: Arc::new(DirectConnector),
+        instance: instance_id(),
+    };
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
-    let sampler = Sampler::new(&config, publish).context("invalid configuration")?;
+    let sampler = Sampler::new(&config, &context, publish).context("invalid configuration")?;
     let (stop_sampler, stop_rx) = std::sync::mpsc::channel::<()>();
     let sampler_thread = std::thread::Builder::new()
         .name("sampler".into())
         .spawn(move || sampler.run(stop_rx))
         .context("cannot start the sampler thread")?;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("http")
-        .build()
-        .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
         let listener = http::bind(addr).await?;
         tracing::info!(address = %listener.local_addr()?, telemetry_path = %config.web.telemetry_path, "listening");
@@ -36,14 +42,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     drop(stop_sampler);
-    // The sampler finishes its current sample at most; don't hang shutdown on a stuck read.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The sampler finishes its sample and removes what it injected, each bounded in time; don't
+    // hang shutdown on a stuck read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
     while !sampler_thread.is_finished() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
     tracing::info!("stopped");
     result
+}
+
+/// Names this exporter instance among the owners of code injected into processes.
+fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{}", std::process::id(), nanos % 1_000_000_000_000)
 }
 
 async fn shutdown_signal() {

@@ -74,6 +74,23 @@ pub struct RunArgs {
     #[arg(long = "collector.procfs.pss", action = ArgAction::SetTrue)]
     pub pss: bool,
 
+    /// Send SIGUSR1 to Node.js processes without an inspector so they open one on loopback
+    /// (off by default: see the README for the risks).
+    #[arg(long = "inspector.activate", action = ArgAction::SetTrue)]
+    pub inspector_activate: bool,
+
+    /// Loopback port to probe for inspectors (repeatable), e.g. in a sidecar that sees no sockets.
+    #[arg(long = "inspector.port", value_name = "PORT")]
+    pub inspector_ports: Vec<u16>,
+
+    /// Address besides loopback the exporter may connect to for inspectors (repeatable).
+    #[arg(long = "inspector.allow-address", value_name = "IP")]
+    pub inspector_allowed: Vec<std::net::IpAddr>,
+
+    /// Time for one inspector protocol call to answer [default: 2s].
+    #[arg(long = "inspector.call-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub inspector_call_timeout: Option<std::time::Duration>,
+
     /// Log level: error, warn, info, debug, trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -176,6 +193,18 @@ impl Parsed {
         }
         if a.pss {
             c.collectors.procfs.pss = true;
+        }
+        if a.inspector_activate {
+            c.collectors.inspector.activate = true;
+        }
+        if !a.inspector_ports.is_empty() {
+            c.collectors.inspector.ports = a.inspector_ports.clone();
+        }
+        if !a.inspector_allowed.is_empty() {
+            c.collectors.inspector.allowed_addresses = a.inspector_allowed.clone();
+        }
+        if let Some(v) = a.inspector_call_timeout {
+            c.collectors.inspector.call_timeout = v;
         }
         for (name, enabled) in &self.collector_switches {
             if let Some(spec) = COLLECTORS.iter().find(|s| s.name == *name) {

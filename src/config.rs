@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -334,11 +334,61 @@ pub struct CollectorsConfig {
     pub procfs: ProcfsCollectorConfig,
     /// Memory limit, usage and OOM kills of each process's cgroup.
     pub cgroup: ToggleConfig,
+    /// V8 heap, GC and warnings through the Node.js inspector.
+    pub inspector: InspectorConfig,
 }
 
 impl Default for CollectorsConfig {
     fn default() -> Self {
-        CollectorsConfig { procfs: ProcfsCollectorConfig::default(), cgroup: ToggleConfig::default() }
+        CollectorsConfig {
+            procfs: ProcfsCollectorConfig::default(),
+            cgroup: ToggleConfig::default(),
+            inspector: InspectorConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectorConfig {
+    /// Whether the collector runs. It only reads processes whose inspector is open.
+    pub enabled: bool,
+    /// Send SIGUSR1 to Node.js processes without an inspector so they open one on loopback.
+    /// Off by default: see the README for the risks (port 9229 collisions, apps that handle
+    /// SIGUSR1, the memory an open inspector costs).
+    pub activate: bool,
+    /// Loopback ports to probe for inspectors besides those found from flags and sockets (a
+    /// sidecar without ptrace rights sees no sockets of the app).
+    pub ports: Vec<u16>,
+    /// Addresses besides loopback the exporter may connect to. The inspector runs code in the
+    /// process: keep this empty unless the network path is private.
+    pub allowed_addresses: Vec<IpAddr>,
+    /// Time to connect and to open the WebSocket.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Time for one protocol call to answer.
+    #[serde(deserialize_with = "de_duration")]
+    pub call_timeout: Duration,
+    /// Longest pause between reconnection attempts (the pause doubles from 1s).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_backoff: Duration,
+    /// Distinct values per label taken from an app (warning names, events, emitter and resource
+    /// types); further values count under `other`.
+    pub label_limit: usize,
+}
+
+impl Default for InspectorConfig {
+    fn default() -> Self {
+        InspectorConfig {
+            enabled: true,
+            activate: false,
+            ports: Vec::new(),
+            allowed_addresses: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(60),
+            label_limit: 32,
+        }
     }
 }
 
@@ -407,6 +457,18 @@ impl Config {
         }
         if self.sample.interval < Duration::from_millis(100) || self.sample.interval > Duration::from_secs(3600) {
             return Err(invalid("sample.interval", "must be between 100ms and 1h"));
+        }
+        let i = &self.collectors.inspector;
+        for (field, d) in [("connect_timeout", i.connect_timeout), ("call_timeout", i.call_timeout), ("max_backoff", i.max_backoff)] {
+            if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+                return Err(invalid(format!("collectors.inspector.{field}"), "must be between 10ms and 1h"));
+            }
+        }
+        if !(1..=1000).contains(&i.label_limit) {
+            return Err(invalid("collectors.inspector.label_limit", "must be between 1 and 1000"));
+        }
+        if let Some(p) = i.ports.iter().find(|p| **p == 0) {
+            return Err(invalid("collectors.inspector.ports", format!("{p} is not a port")));
         }
         if self.discovery.exit_retention > Duration::from_secs(24 * 3600) {
             return Err(invalid("discovery.exit_retention", "must be at most 24h"));

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use procfs::process::Process;
 
+use crate::collect::inspector::locate::InspectFlags;
 use crate::config::{AppTemplate, ConfigError, DiscoveryConfig, Matcher, TemplateVar, UserSpec};
 
 /// A process is (pid, start time in clock ticks since boot): a reused pid is a new process.
@@ -44,8 +45,11 @@ pub struct Identity {
     pub uid: u32,
     pub user: String,
     pub pm2: Option<Pm2Info>,
-    /// `NODE_OPTIONS`, kept for finding the inspector. Never exported or logged.
-    pub node_options: Option<String>,
+    /// What the command line and `NODE_OPTIONS` say about the inspector (host and port only;
+    /// neither is kept).
+    pub inspect: InspectFlags,
+    /// The pid as the process sees itself in its pid namespace (the last `NSpid`).
+    pub ns_pid: Option<i32>,
     /// Given by `--discovery.pid`: exported whatever its age.
     pub explicit: bool,
     /// `v20.20.2`, read from the executable, when readable.
@@ -225,7 +229,8 @@ impl Discovery {
             uid: facts.uid,
             user,
             pm2: env.pm2,
-            node_options: env.node_options,
+            inspect: InspectFlags::parse(&facts.argv, env.node_options.as_deref()),
+            ns_pid: handle.status().ok().and_then(|s| s.nspid).and_then(|ns| ns.last().copied()),
             explicit,
             node_version,
         }
@@ -307,6 +312,7 @@ pub fn scan_node_version(mut file: impl Read) -> Option<String> {
 /// What matchers look at. Lives only for one evaluation.
 struct Facts {
     comm: String,
+    argv: Vec<String>,
     exe: Option<PathBuf>,
     argv0: String,
     cmdline: String,
@@ -332,6 +338,7 @@ impl Facts {
             argv0: argv.first().map(|a| a.to_string()).unwrap_or_default(),
             cmdline: argv.join(" "),
             script: node_argv0(&argv).then(|| main_script(&argv)).flatten(),
+            argv,
             comm,
             exe,
             uid,
@@ -442,22 +449,34 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
 /// Finds the main script in a node argv: the first argument that is not an option or an option's
 /// value. `-e`/`-p` give `[eval]`, `-` gives `[stdin]`, none (a REPL) gives `None`.
 pub fn main_script(argv: &[String]) -> Option<String> {
-    let mut args = argv.iter().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--" => return args.next().cloned(),
-            "-" => return Some("[stdin]".into()),
-            "-e" | "--eval" | "-p" | "--print" | "-pe" => return Some("[eval]".into()),
-            a if a.starts_with("--eval=") || a.starts_with("--print=") => return Some("[eval]".into()),
+    let end = node_options_end(argv);
+    match argv.get(end).map(String::as_str) {
+        None => None,
+        Some("--") => argv.get(end + 1).cloned(),
+        Some("-") => Some("[stdin]".into()),
+        Some(a) if a.starts_with('-') => Some("[eval]".into()),
+        Some(a) => Some(a.to_string()),
+    }
+}
+
+/// The index where node's own options end: the script, `-e`/`-p` (whose code follows), `-`, `--`,
+/// or `argv.len()`. Options before it are node's; arguments after it are the app's.
+pub fn node_options_end(argv: &[String]) -> usize {
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--" | "-" | "-e" | "--eval" | "-p" | "--print" | "-pe" => return i,
+            a if a.starts_with("--eval=") || a.starts_with("--print=") => return i,
             a if a.starts_with('-') => {
                 if !a.contains('=') && OPTIONS_WITH_VALUE.contains(&a) {
-                    args.next();
+                    i += 1;
                 }
             }
-            a => return Some(a.to_string()),
+            _ => return i,
         }
+        i += 1;
     }
-    None
+    argv.len()
 }
 
 fn first_token(s: &str) -> &str {

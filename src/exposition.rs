@@ -69,6 +69,28 @@ impl Families {
         with_target_labels(t, extra, |labels| self.counter(name, help, labels, value));
     }
 
+    /// Adds one histogram sample: cumulative `counts` for each of `bounds`, then +Inf = `count`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn histogram(&mut self, name: &str, help: &str, labels: &[(&str, &str)], bounds: &[f64], counts: &[u64], count: u64, sum: f64) {
+        let mut h = prometheus::proto::Histogram::default();
+        h.set_sample_count(count);
+        h.set_sample_sum(sum);
+        let buckets = bounds
+            .iter()
+            .zip(counts)
+            .map(|(b, c)| {
+                let mut bucket = prometheus::proto::Bucket::default();
+                bucket.set_upper_bound(*b);
+                bucket.set_cumulative_count((*c).min(count));
+                bucket
+            })
+            .collect();
+        h.set_bucket(buckets);
+        let mut m = Metric::from_label(label_pairs(labels));
+        m.set_histogram(h);
+        self.family(name, help, MetricType::HISTOGRAM).mut_metric().push(m);
+    }
+
     pub fn extend(&mut self, more: Vec<MetricFamily>) {
         self.families.extend(more);
     }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod connector;
 pub mod discovery;
 pub mod exposition;
 pub mod http;

@@ -172,14 +172,18 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(config: &Config, publish: watch::Sender<Arc<Snapshot>>) -> Result<Self, crate::config::ConfigError> {
+    pub fn new(
+        config: &Config,
+        context: &crate::collect::Context,
+        publish: watch::Sender<Arc<Snapshot>>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let discovery = Discovery::new(&config.paths.procfs, &config.paths.rootfs.join("etc/passwd"), config.discovery.clone())?;
         Ok(Sampler {
             procfs: config.paths.procfs.clone(),
             interval: config.sample.interval,
             discovery,
             registry: Registry::new(config.discovery.min_age, config.discovery.exit_retention),
-            collectors: crate::collect::build_enabled(config),
+            collectors: crate::collect::build_enabled(config, context),
             self_metrics: SelfMetrics::new(),
             own: ProcfsCollector::new(std::path::Path::new("/proc"), false),
             clock: Clock::read(&config.paths.procfs),
@@ -201,8 +205,16 @@ impl Sampler {
             }
             match stop.recv_timeout(next - now) {
                 Err(RecvTimeoutError::Timeout) => continue,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
+        }
+        self.shutdown();
+    }
+
+    /// Lets every collector undo what it changed in watched processes.
+    pub fn shutdown(&mut self) {
+        for c in self.collectors.iter_mut() {
+            c.shutdown();
         }
     }
 
@@ -248,16 +260,18 @@ impl Sampler {
                     continue;
                 }
                 match collector.collect(target) {
-                    Outcome::Read(gaps) => {
-                        for gap in &gaps {
+                    Outcome::Read(report) => {
+                        for reason in &report.errors {
+                            self.self_metrics.collector_errors.with_label_values(&[name, reason.as_label()]).inc();
+                        }
+                        for gap in report.gaps.iter().filter(|g| g.reason.is_error()) {
                             let reason = gap.reason.as_label();
-                            self.self_metrics.collector_errors.with_label_values(&[name, reason]).inc();
                             let (pid, app, what) = (target.key.pid, target.identity.app.clone(), gap.what);
                             self.limiter.warn(name, reason, || {
                                 format!("cannot read {what} of pid {pid} (app {app}): {reason}{}", hint(gap.reason))
                             });
                         }
-                        target.gaps.insert(name, gaps);
+                        target.gaps.insert(name, report.gaps);
                     }
                     Outcome::Vanished => vanished.push(target.key),
                 }

@@ -194,7 +194,8 @@ mod tests {
             uid: 0,
             user: "root".into(),
             pm2: None,
-            node_options: None,
+            inspect: Default::default(),
+            ns_pid: None,
             explicit,
             node_version: None,
         }

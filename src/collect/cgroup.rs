@@ -178,10 +178,10 @@ impl Collector for CgroupCollector {
         }) {
             Ok(text) => text,
             Err(_) if !handle.is_alive() => return Outcome::Vanished,
-            Err(e) => return Outcome::Read(vec![Gap::new("cgroup membership", Reason::from_proc_error(&e))]),
+            Err(e) => return Outcome::Read(vec![Gap::new("cgroup membership", Reason::from_proc_error(&e))].into()),
         };
         let Some(loc) = locate(&text, &self.root) else {
-            return Outcome::Read(vec![Gap::new("memory cgroup", Reason::Unsupported)]);
+            return Outcome::Read(vec![Gap::new("memory cgroup", Reason::Unsupported)].into());
         };
         let (readings, gaps) = self.read_location(&loc);
         // A container's cgroup is removed as its last process exits.
@@ -189,7 +189,7 @@ impl Collector for CgroupCollector {
             return Outcome::Vanished;
         }
         target.readings.cgroup = Some(readings);
-        Outcome::Read(gaps)
+        Outcome::Read(gaps.into())
     }
 
     fn collect_exited(&mut self, target: &mut Target) {

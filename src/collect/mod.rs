@@ -6,6 +6,7 @@
 //! sampler thread and must never block on one target for long.
 
 pub mod cgroup;
+pub mod inspector;
 pub mod procfs;
 
 use std::fmt;
@@ -25,6 +26,15 @@ pub enum Reason {
     Io,
     /// The file was read but did not parse.
     Parse,
+    /// A peer (an inspector) did not answer in time.
+    Timeout,
+    /// A peer answered with something that is not the expected protocol or shape.
+    Protocol,
+    /// A peer could not be reached or closed the connection.
+    Unreachable,
+    /// Nothing to read and nothing wrong: no inspector is open on the process. Shown on the
+    /// status page, never counted as an error.
+    NotAvailable,
 }
 
 impl Reason {
@@ -34,7 +44,16 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::Io => "io",
             Reason::Parse => "parse",
+            Reason::Timeout => "timeout",
+            Reason::Protocol => "protocol",
+            Reason::Unreachable => "unreachable",
+            Reason::NotAvailable => "not_available",
         }
+    }
+
+    /// Whether this counts in `nodejs_leak_exporter_collector_errors_total`.
+    pub fn is_error(self) -> bool {
+        self != Reason::NotAvailable
     }
 
     pub fn from_proc_error(e: &::procfs::ProcError) -> Reason {
@@ -53,6 +72,12 @@ impl Reason {
             std::io::ErrorKind::PermissionDenied => Reason::PermissionDenied,
             std::io::ErrorKind::NotFound => Reason::Unsupported,
             std::io::ErrorKind::InvalidData => Reason::Parse,
+            std::io::ErrorKind::TimedOut => Reason::Timeout,
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::BrokenPipe => Reason::Unreachable,
             _ => Reason::Io,
         }
     }
@@ -82,9 +107,26 @@ impl Gap {
 #[derive(Debug)]
 pub enum Outcome {
     /// Read, possibly with parts missing.
-    Read(Vec<Gap>),
+    Read(Report),
     /// The process is gone. Not an error.
     Vanished,
+}
+
+/// What a collector could not read now (shown on the status page) and the failures that happened
+/// since the last sample (counted). For a file read they are the same; for an inspector session
+/// the state and the failed calls differ.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub gaps: Vec<Gap>,
+    pub errors: Vec<Reason>,
+}
+
+impl From<Vec<Gap>> for Report {
+    /// Each gap of a synchronous read is also one failed read.
+    fn from(gaps: Vec<Gap>) -> Report {
+        let errors = gaps.iter().map(|g| g.reason).filter(|r| r.is_error()).collect();
+        Report { gaps, errors }
+    }
 }
 
 /// Everything collectors know about one target; each collector owns one field.
@@ -92,6 +134,7 @@ pub enum Outcome {
 pub struct Readings {
     pub procfs: Option<procfs::ProcReadings>,
     pub cgroup: Option<cgroup::CgroupReadings>,
+    pub inspector: Option<inspector::InspectorReadings>,
 }
 
 /// A data source.
@@ -110,6 +153,20 @@ pub trait Collector: Send {
 
     /// Adds this collector's metrics for the exported targets.
     fn render(&self, targets: &[&Target], out: &mut Families);
+
+    /// Undoes what the collector changed in watched processes; called once at shutdown.
+    fn shutdown(&mut self) {}
+}
+
+/// What collectors may need besides the configuration.
+#[derive(Clone)]
+pub struct Context {
+    /// The async runtime that runs inspector sessions.
+    pub runtime: tokio::runtime::Handle,
+    /// How inspector connections are opened.
+    pub connector: std::sync::Arc<dyn crate::connector::Connector>,
+    /// This exporter instance, as owner of code injected into processes.
+    pub instance: String,
 }
 
 /// How a collector is registered: its name, whether it runs by default, and how it is built.
@@ -119,7 +176,7 @@ pub struct CollectorSpec {
     pub default_enabled: bool,
     /// The configuration switch that turns it on or off.
     pub switch: fn(&mut CollectorsConfig) -> &mut bool,
-    pub build: fn(&Config) -> Box<dyn Collector>,
+    pub build: fn(&Config, &Context) -> Box<dyn Collector>,
 }
 
 impl CollectorSpec {
@@ -139,18 +196,28 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         help: "process memory, CPU, fds, sockets and threads from /proc",
         default_enabled: true,
         switch: |c| &mut c.procfs.enabled,
-        build: |c| Box::new(procfs::ProcfsCollector::new(&c.paths.procfs, c.collectors.procfs.pss)),
+        build: |c, _| Box::new(procfs::ProcfsCollector::new(&c.paths.procfs, c.collectors.procfs.pss)),
     },
     CollectorSpec {
         name: "cgroup",
         help: "memory limit, usage and OOM kills of each process's cgroup",
         default_enabled: true,
         switch: |c| &mut c.cgroup.enabled,
-        build: |c| Box::new(cgroup::CgroupCollector::new(&c.paths.sysfs.join("fs/cgroup"))),
+        build: |c, _| Box::new(cgroup::CgroupCollector::new(&c.paths.sysfs.join("fs/cgroup"))),
+    },
+    CollectorSpec {
+        name: "inspector",
+        help: "V8 heap, GC and process warnings through the Node.js inspector, where one is open",
+        default_enabled: true,
+        switch: |c| &mut c.inspector.enabled,
+        build: |c, ctx| {
+            let settings = inspector::Settings::new(&c.collectors.inspector, c.paths.procfs.clone(), c.sample.interval, ctx.instance.clone());
+            Box::new(inspector::InspectorCollector::new(ctx.runtime.clone(), ctx.connector.clone(), settings))
+        },
     },
 ];
 
 /// Builds the enabled collectors in table order.
-pub fn build_enabled(config: &Config) -> Vec<Box<dyn Collector>> {
-    COLLECTORS.iter().filter(|spec| spec.enabled_in(config)).map(|spec| (spec.build)(config)).collect()
+pub fn build_enabled(config: &Config, context: &Context) -> Vec<Box<dyn Collector>> {
+    COLLECTORS.iter().filter(|spec| spec.enabled_in(config)).map(|spec| (spec.build)(config, context)).collect()
 }

@@ -257,7 +257,7 @@ impl Collector for ProcfsCollector {
         match self.read(handle) {
             Ok((readings, gaps)) => {
                 target.readings.procfs = Some(readings);
-                Outcome::Read(gaps)
+                Outcome::Read(gaps.into())
             }
             Err(Vanished) => Outcome::Vanished,
         }
