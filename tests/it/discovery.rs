@@ -312,8 +312,13 @@ fn full_output_passes_promtool_check_metrics() {
     let Some(pm2) = NodeApp::fixture("idle.js", &[], &[("name", "x"), ("pm_id", "1"), ("max_memory_restart", "100M")]) else {
         return;
     };
-    let Some(_sockets) = NodeApp::fixture("sockets.js", &["2"], &[]) else { return };
-    let exporter = Exporter::start(&["--collector.procfs.pss"]);
+    let Some(sockets) = NodeApp::fixture("sockets.js", &["2"], &[]) else { return };
+    let Some(inspected) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "listeners.js", &["abort"], &[]) else { return };
+    let pids = [_plain.pid, pm2.pid, sockets.pid, inspected.pid];
+    let exporter = Exporter::start_for(&pids, &["--collector.procfs.pss"]);
+    let ipid = inspected.pid.to_string();
+    exporter.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("pid", &ipid)]);
+    exporter.wait_metric("nodejs_gc_duration_seconds_count", &[("pid", &ipid)]);
     exporter.wait_metric("nodejs_memory_limit_bytes", &[("pid", &pm2.pid.to_string()), ("source", "pm2")]);
     exporter.wait_metric("nodejs_process_pss_bytes", &[("pid", &pm2.pid.to_string())]);
     let text = exporter.metrics();

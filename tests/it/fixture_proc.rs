@@ -129,19 +129,28 @@ fn config_for(staged: &Staged) -> Config {
     config.paths.procfs = staged.proc();
     config.paths.sysfs = staged.root.join("sys");
     config.paths.rootfs = staged.root.join("rootfs");
+    // A fixture tree has no live processes to open inspectors on.
+    config.collectors.inspector.enabled = false;
     config
 }
 
 struct Run {
     sampler: Sampler,
     rx: watch::Receiver<Arc<Snapshot>>,
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl Run {
     fn new(config: &Config) -> Run {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let context = nodejs_leak_exporter::collect::Context {
+            runtime: runtime.handle().clone(),
+            connector: Arc::new(nodejs_leak_exporter::connector::DirectConnector),
+            instance: "fixture".into(),
+        };
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-        let sampler = Sampler::new(config, tx).expect("sampler");
-        Run { sampler, rx }
+        let sampler = Sampler::new(config, &context, tx).expect("sampler");
+        Run { sampler, rx, _runtime: runtime }
     }
 
     fn sample(&mut self) -> Arc<Snapshot> {

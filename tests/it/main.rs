@@ -5,3 +5,4 @@ mod util;
 
 mod discovery;
 mod fixture_proc;
+mod inspector;

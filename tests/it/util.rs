@@ -86,7 +86,9 @@ pub struct NodeApp {
 impl NodeApp {
     /// Starts `cmd` (whose stdout prints `ready` once set up) and waits for that line.
     pub fn start(mut cmd: Command) -> NodeApp {
-        cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(Stdio::inherit());
+        // The inspector prints "Debugger attached." on every attach: keep test output readable.
+        let stderr = if std::env::var_os("NLE_TEST_APP_STDERR").is_some() { Stdio::inherit() } else { Stdio::null() };
+        cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -109,13 +111,22 @@ impl NodeApp {
 
     /// `node <fixture> args...` with extra environment.
     pub fn fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Option<NodeApp> {
+        NodeApp::with_node_args(&[], name, args, env)
+    }
+
+    /// `node <node_args> <fixture> args...` with extra environment.
+    pub fn with_node_args(node_args: &[&str], name: &str, args: &[&str], env: &[(&str, &str)]) -> Option<NodeApp> {
         let node = node()?;
         let mut cmd = Command::new(node);
-        cmd.arg(fixture_app(name)).args(args);
+        cmd.args(node_args).arg(fixture_app(name)).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         Some(NodeApp::start(cmd))
+    }
+
+    pub fn pid_label(&self) -> String {
+        self.pid.to_string()
     }
 
     pub fn send_line(&mut self, line: &str) {
@@ -146,6 +157,7 @@ pub struct Exporter {
     child: Child,
     pub addr: String,
     log: Arc<Mutex<String>>,
+    _config_dir: Option<tempfile::TempDir>,
 }
 
 pub fn exporter_bin() -> PathBuf {
@@ -154,9 +166,29 @@ pub fn exporter_bin() -> PathBuf {
 
 impl Exporter {
     /// Starts the exporter on a random loopback port with fast sampling and no minimum age,
-    /// then `args` (later flags win).
+    /// discovering every Node.js process on the host, then `args` (later flags win).
+    ///
+    /// Tests run in parallel and each one's exporter sees every other test's processes: this one
+    /// leaves inspectors alone (`--collector.inspector` in `args` turns it back on), so it never
+    /// touches what an inspector test injects or measures. Inspector tests use [`start_for`].
     pub fn start(args: &[&str]) -> Exporter {
-        Exporter::start_with(Command::new(exporter_bin()), args)
+        let mut all = vec!["--no-collector.inspector"];
+        all.extend_from_slice(args);
+        Exporter::start_with(Command::new(exporter_bin()), &all)
+    }
+
+    /// Starts the exporter watching only `pids` (no discovery matchers), with every collector.
+    pub fn start_for(pids: &[i32], args: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("only.yml");
+        let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        std::fs::write(&file, format!("discovery:\n  include: []\n  pids: [{}]\n", list.join(", "))).unwrap();
+        let flag = format!("--config.file={}", file.display());
+        let mut all = vec![flag.as_str()];
+        all.extend_from_slice(args);
+        let mut e = Exporter::start_with(Command::new(exporter_bin()), &all);
+        e._config_dir = Some(dir);
+        e
     }
 
     /// As `start`, with a prepared command (e.g. `setpriv ... exporter`).
@@ -197,7 +229,7 @@ impl Exporter {
                 panic!("exporter did not start listening within 20s; log:\n{}", log.lock().unwrap());
             }
         };
-        let exporter = Exporter { child, addr, log };
+        let exporter = Exporter { child, addr, log, _config_dir: None };
         wait_for("the exporter's first sample", Duration::from_secs(20), || {
             (exporter.get("/-/ready").0 == 200).then_some(())
         });
@@ -236,7 +268,7 @@ impl Exporter {
     /// Waits until a series of `name` with the given labels appears and returns its value.
     pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let what = format!("{name}{labels:?}");
-        let mut last = String::new();
+        let mut last;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             last = self.metrics();
@@ -336,6 +368,61 @@ pub fn series(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
             (metric == name).then(|| Some((labels, value.parse().ok()?))).flatten()
         })
         .collect()
+}
+
+/// A free loopback port (bound then released: good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A TCP server on a loopback port that accepts connections and never answers, or answers every
+/// request with a fixed HTTP response; it stops when dropped.
+pub struct FakeServer {
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeServer {
+    pub fn silent() -> FakeServer {
+        FakeServer::start(None)
+    }
+
+    pub fn http(response: &'static str) -> FakeServer {
+        FakeServer::start(Some(response))
+    }
+
+    fn start(response: Option<&'static str>) -> FakeServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        if let Some(r) = response {
+                            let mut buf = [0u8; 4096];
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                            let _ = s.read(&mut buf);
+                            let _ = s.write_all(r.as_bytes());
+                        } else {
+                            held.push(s);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FakeServer { port, stop }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A memory cgroup made for one test (v1 or v2), removed on drop.

@@ -30,8 +30,19 @@ use crate::exposition::Families;
 use crate::target::{Target, TargetState};
 
 const INSTALL: &str = include_str!("install.js");
-const SAMPLE: &str = include_str!("sample.js");
+/// The expression evaluated at every sample; returns one JSON string ([`parse_sample`]).
+pub const SAMPLE: &str = include_str!("sample.js");
 const UNINSTALL: &str = include_str!("uninstall.js");
+
+/// The expression that installs the warning listener and GC observer for `owner`.
+pub fn install_expression(owner: &str) -> String {
+    INSTALL.replace("__OWNER__", &serde_json::to_string(owner).expect("a string serializes"))
+}
+
+/// The expression that removes `owner`'s claim, and the code once no owner is left.
+pub fn uninstall_expression(owner: &str) -> String {
+    UNINSTALL.replace("__OWNER__", &serde_json::to_string(owner).expect("a string serializes"))
+}
 /// The binding the injected warning listener calls; unique so no other client's binding clashes.
 const BINDING: &str = "__nodejsLeakExporterWarning";
 /// Replies of the per-sample calls are small; anything larger is not what we asked for.
@@ -158,7 +169,10 @@ impl InspectorCollector {
             app: target.identity.app.clone(),
             flags: target.identity.inspect.clone(),
         };
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            state: Some(Gap::new("heap (looking for an inspector)", Reason::NotAvailable)),
+            ..Shared::default()
+        }));
         let (stop, stop_rx) = watch::channel(false);
         let task = self.runtime.spawn(run_session(spec, shared.clone(), stop_rx, self.connector.clone(), self.settings.clone()));
         self.slots.entry(key).or_insert(Slot { shared, stop, task, seen: true })
@@ -321,6 +335,8 @@ struct SessionSpec {
 enum Ended {
     /// The exporter is stopping; cleanup was done.
     Stopped,
+    /// The inspector answered for another process.
+    NotOurs,
     /// The app is exiting and waits for debuggers to leave: leave and don't come back soon.
     AppExiting,
     Failed(CallError),
@@ -335,60 +351,82 @@ async fn run_session(
 ) {
     let mut backoff = Duration::from_secs(1);
     let mut activated = false;
+    // Inspectors that answered for another process (a shared network namespace), skipped until
+    // they are forgotten, since ports get reused.
+    let mut not_ours: std::collections::HashSet<SocketAddr> = Default::default();
+    let mut not_ours_since = Instant::now();
     loop {
         if *stop.borrow() {
             return;
         }
-        let found = find_inspector(&spec, &*connector, &settings, activated).await;
-        let ended = match found {
-            Ok((addr, path)) => {
-                match attach(&spec, addr, &path, &shared, &mut stop, &*connector, &settings).await {
-                    Ended::Stopped => return,
-                    Ended::AppExiting => Some(Duration::from_secs(30)),
-                    Ended::Failed(_) if !still_running(&settings.procfs, spec.key) => return,
-                    Ended::Failed(e) => {
-                        tracing::debug!(pid = spec.key.pid, app = %spec.app, error = %e, "inspector session ended");
-                        let mut s = shared.lock().expect("inspector state lock");
-                        s.errors.push(e.reason);
-                        s.state = Some(Gap::new("heap (inspector session lost)", e.reason));
-                        None
-                    }
+        if not_ours_since.elapsed() > Duration::from_secs(600) {
+            not_ours.clear();
+            not_ours_since = Instant::now();
+        }
+        let found = find_inspector(&spec, &*connector, &settings, activated, &not_ours).await;
+        let mut pause = None;
+        let mut failure = found.error;
+        let mut attached = false;
+        if let Some((addr, path)) = found.answered {
+            match attach(&spec, addr, &path, &shared, &mut stop, &*connector, &settings).await {
+                Ended::Stopped => return,
+                Ended::NotOurs => {
+                    not_ours.insert(addr);
+                    continue;
+                }
+                Ended::AppExiting => {
+                    attached = true;
+                    pause = Some(Duration::from_secs(30));
+                }
+                Ended::Failed(_) if !still_running(&settings.procfs, spec.key) => return,
+                Ended::Failed(e) => {
+                    attached = true;
+                    tracing::debug!(pid = spec.key.pid, app = %spec.app, error = %e, "inspector session ended");
+                    failure = Some(ProbeError { reason: e.reason, message: e.message });
                 }
             }
-            Err(None) => {
+        }
+        let was_connected = {
+            let mut s = shared.lock().expect("inspector state lock");
+            let was = s.readings.connected;
+            s.readings.connected = false;
+            s.readings.heap = None;
+            was
+        };
+        if was_connected {
+            backoff = Duration::from_secs(1);
+        }
+        match failure {
+            Some(e) => {
+                let mut s = shared.lock().expect("inspector state lock");
+                s.errors.push(e.reason);
+                let what = if attached { "heap (inspector session lost)" } else { "heap (inspector not reachable)" };
+                s.state = Some(Gap::new(what, e.reason));
+            }
+            None if !attached => {
                 // No inspector: not an error. Open one if the operator asked for it.
                 if settings.activate && !activated && !spec.flags.enabled {
                     activated = true;
-                    if let Err(e) = activate(&settings.procfs, spec.key) {
-                        tracing::warn!(pid = spec.key.pid, app = %spec.app, error = %e, "cannot send SIGUSR1 to open the inspector");
-                    } else {
-                        tracing::info!(pid = spec.key.pid, app = %spec.app, "sent SIGUSR1: the process opens its inspector on loopback");
-                        // Node opens it within milliseconds; look again soon.
-                        if wait_or_stop(&mut stop, Duration::from_millis(300)).await {
-                            return;
+                    match activate(&settings.procfs, spec.key) {
+                        Ok(()) => {
+                            tracing::info!(pid = spec.key.pid, app = %spec.app, "sent SIGUSR1: the process opens its inspector on loopback");
+                            // Node opens it within milliseconds; look again soon.
+                            if wait_or_stop(&mut stop, Duration::from_millis(300)).await {
+                                return;
+                            }
+                            continue;
                         }
-                        continue;
+                        Err(e) => tracing::warn!(pid = spec.key.pid, app = %spec.app, error = %e, "cannot send SIGUSR1 to open the inspector"),
                     }
                 }
                 shared.lock().expect("inspector state lock").state = Some(Gap::new(
                     "heap (no inspector open: start node with --inspect=127.0.0.1:0, or enable --inspector.activate)",
                     Reason::NotAvailable,
                 ));
-                None
             }
-            Err(Some(e)) => {
-                let mut s = shared.lock().expect("inspector state lock");
-                s.errors.push(e.reason);
-                s.state = Some(Gap::new("heap (inspector not reachable)", e.reason));
-                None
-            }
-        };
-        {
-            let mut s = shared.lock().expect("inspector state lock");
-            s.readings.connected = false;
-            s.readings.heap = None;
+            None => {}
         }
-        let pause = ended.unwrap_or(backoff);
+        let pause = pause.unwrap_or(backoff);
         backoff = (backoff * 2).min(settings.max_backoff);
         if wait_or_stop(&mut stop, pause).await {
             return;
@@ -404,43 +442,52 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
-/// Finds the inspector's address and WebSocket path. `Err(None)`: there is none.
+/// The first inspector that answered `/json/list`, or the failure worth counting when none did.
+struct Candidates {
+    answered: Option<(SocketAddr, String)>,
+    error: Option<ProbeError>,
+}
+
+/// Finds the address and WebSocket path of an inspector that may be the process's: its flags'
+/// address, its listening sockets, then configured ports, skipping those known to be another's.
 async fn find_inspector(
     spec: &SessionSpec,
     connector: &dyn Connector,
     settings: &Settings,
     activated: bool,
-) -> Result<(SocketAddr, String), Option<ProbeError>> {
-    let mut candidates: Vec<SocketAddr> = Vec::new();
+    skip: &std::collections::HashSet<SocketAddr>,
+) -> Candidates {
+    // (address, whether a failure there is worth counting)
+    let mut candidates: Vec<(SocketAddr, bool)> = Vec::new();
     let opened = spec.flags.enabled || activated;
     if opened {
-        candidates.extend(spec.flags.address());
-    }
-    // The process's own listening sockets. Probed only when the inspector is known to be open,
-    // so the app's own HTTP server is not sent requests for nothing.
-    if opened {
+        candidates.extend(spec.flags.address().map(|a| (a, true)));
+        // The process's own listening sockets. Probed only when the inspector is known to be
+        // open, so the app's own HTTP server is not sent requests for nothing; failures there are
+        // the app's other servers, not errors.
         let procfs = settings.procfs.clone();
         let pid = spec.key.pid;
         if let Ok(Ok(sockets)) = tokio::task::spawn_blocking(move || locate::listening_sockets(&procfs, pid)).await {
-            candidates.extend(sockets);
+            candidates.extend(sockets.into_iter().map(|a| (a, false)));
         }
     }
-    candidates.extend(settings.ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))));
+    // Configured ports are the operator's word that an inspector listens there.
+    candidates.extend(settings.ports.iter().map(|p| (SocketAddr::from(([127, 0, 0, 1], *p)), true)));
     let mut seen = std::collections::HashSet::new();
-    candidates.retain(|a| seen.insert(*a));
-    let mut last_error = None;
-    for addr in candidates {
+    candidates.retain(|(a, _)| !skip.contains(a) && seen.insert(*a));
+    let mut error = None;
+    for (addr, counts) in candidates {
         if !locate::address_allowed(addr.ip(), &settings.allowed_addresses) {
             tracing::debug!(pid = spec.key.pid, %addr, "inspector address not on loopback and not allowed");
             continue;
         }
         match locate::probe(connector, spec.key.pid, addr, settings.connect_timeout).await {
-            Ok(path) => return Ok((addr, path)),
-            Err(e) => last_error = Some(e),
+            Ok(path) => return Candidates { answered: Some((addr, path)), error: None },
+            Err(e) if counts => error = Some(e),
+            Err(_) => {}
         }
     }
-    // Nothing answered: an error only if the process said it has an inspector.
-    Err(if opened { last_error } else { None })
+    Candidates { answered: None, error }
 }
 
 async fn attach(
@@ -462,8 +509,9 @@ async fn attach(
     match session.call("Runtime.evaluate", json!({"expression": "process.pid", "returnByValue": true, "silent": true}), timeout, SMALL_REPLY_LIMIT).await {
         Ok(v) if v["result"]["value"].as_i64() == Some(spec.ns_pid as i64) => {}
         Ok(v) => {
+            tracing::debug!(pid = spec.key.pid, %addr, other = %v["result"]["value"], "inspector belongs to another process");
             session.close().await;
-            return Ended::Failed(CallError::new(Reason::Protocol, format!("the inspector at {addr} belongs to pid {}, not {}", v["result"]["value"], spec.ns_pid)));
+            return Ended::NotOurs;
         }
         Err(e) => return Ended::Failed(e),
     }
@@ -471,7 +519,7 @@ async fn attach(
         ("NodeRuntime.notifyWhenWaitingForDisconnect", json!({"enabled": true})),
         ("Runtime.addBinding", json!({"name": BINDING})),
         ("Runtime.evaluate", json!({
-            "expression": INSTALL.replace("__OWNER__", &serde_json::to_string(&settings.owner).expect("string")),
+            "expression": install_expression(&settings.owner),
             "returnByValue": true, "silent": true, "includeCommandLineAPI": true,
         })),
     ];
@@ -538,7 +586,7 @@ async fn attach(
                 None => break Ended::Failed(CallError::new(Reason::Unreachable, "inspector closed the session")),
             },
             _ = stop.changed() => {
-                let uninstall = UNINSTALL.replace("__OWNER__", &serde_json::to_string(&settings.owner).expect("string"));
+                let uninstall = uninstall_expression(&settings.owner);
                 let _ = session.call("Runtime.evaluate", json!({"expression": uninstall, "returnByValue": true, "silent": true}), timeout, SMALL_REPLY_LIMIT).await;
                 let _ = session.call("Runtime.removeBinding", json!({"name": BINDING}), timeout, SMALL_REPLY_LIMIT).await;
                 session.close().await;
