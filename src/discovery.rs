@@ -60,6 +60,8 @@ pub struct Identity {
 pub struct Found {
     pub key: ProcessKey,
     pub handle: Process,
+    /// The `stat` read for this scan, reused by the collectors.
+    pub stat: Option<procfs::process::Stat>,
     /// Set for a process seen for the first time (or that changed what it runs).
     pub identity: Option<Identity>,
     /// Whether the process is a zombie: it has exited and waits for its parent.
@@ -146,10 +148,10 @@ impl Discovery {
             alive.insert(key);
             let zombie = stat.state == 'Z' || stat.state == 'X';
             let explicit = self.explicit.contains(&pid);
-            let comm = stat.comm;
+            let comm = stat.comm.clone();
             let is_known = known(&key);
             if is_known && self.accepted.get(&key) == Some(&comm) {
-                found.push(Found { key, handle, identity: None, zombie });
+                found.push(Found { key, handle, stat: Some(stat), identity: None, zombie });
                 continue;
             }
             if !explicit && self.rejected.get(&key) == Some(&comm) {
@@ -169,7 +171,7 @@ impl Discovery {
                     let identity = self.identify(&handle, &facts, matcher_index, explicit);
                     self.rejected.remove(&key);
                     self.accepted.insert(key, comm);
-                    found.push(Found { key, handle, identity: Some(identity), zombie });
+                    found.push(Found { key, handle, stat: Some(stat), identity: Some(identity), zombie });
                 }
                 None => {
                     self.accepted.remove(&key);

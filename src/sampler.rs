@@ -313,7 +313,7 @@ impl Sampler {
     /// watched processes' `process_*` series.
     fn render_own_process(&mut self, out: &mut Families) {
         let Ok(me) = procfs::process::Process::myself() else { return };
-        let Ok((r, _)) = self.own.read(&me) else { return };
+        let Ok((r, _)) = self.own.read(&me, None, None) else { return };
         let p = "nodejs_leak_exporter_process_";
         out.counter(&format!("{p}cpu_seconds_total"), "CPU time the exporter spent, in seconds.", &[], r.cpu_user_seconds + r.cpu_system_seconds);
         out.gauge(&format!("{p}resident_memory_bytes"), "Resident memory of the exporter in bytes.", &[], r.resident_bytes as f64);

@@ -43,6 +43,8 @@ pub struct Target {
     pub gaps: BTreeMap<&'static str, Vec<Gap>>,
     /// Whether the target was ever exported: one that exits while warming is dropped at once.
     pub exported_once: bool,
+    /// This sample's `stat`, read by discovery and reused by collectors.
+    pub stat: Option<procfs::process::Stat>,
 }
 
 impl Target {
@@ -103,6 +105,7 @@ impl Registry {
                         t.state = TargetState::Warming;
                     }
                     t.handle = Some(f.handle);
+                    t.stat = f.stat;
                 }
                 None => {
                     let Some(identity) = f.identity else { continue };
@@ -119,6 +122,7 @@ impl Registry {
                             readings: Readings::default(),
                             gaps: BTreeMap::new(),
                             exported_once: false,
+                            stat: f.stat,
                         },
                     );
                 }
@@ -207,6 +211,7 @@ mod tests {
         Found {
             key,
             handle: Process::new_with_root(path).unwrap(),
+            stat: None,
             identity: new.then(|| identity(false)),
             zombie: false,
         }

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use procfs::process::{FDTarget, Process};
+use std::time::{Duration, Instant};
+
+use procfs::process::Process;
 
 use super::{Collector, Gap, Outcome, Reason};
 use crate::exposition::Families;
@@ -42,6 +44,8 @@ pub struct ProcReadings {
     pub max_fds: Option<u64>,
     pub sockets: Option<SocketCounts>,
     pub pss_bytes: Option<u64>,
+    /// When `limits` was last read (it is reused for a minute).
+    pub limits_read_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,23 +79,47 @@ fn read_boot_time(procfs: &Path) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
+/// How long a reading of `limits` is reused.
+const LIMITS_REFRESH: Duration = Duration::from_secs(60);
+
 pub struct ProcfsCollector {
     procfs: PathBuf,
     clock: Clock,
     pss: bool,
+    /// Reused read buffer.
+    buf: String,
     /// Socket inode → protocol, per network namespace inode; rebuilt each sample.
     net_tables: HashMap<u64, HashMap<u64, Proto>>,
 }
 
 impl ProcfsCollector {
     pub fn new(procfs: &Path, pss: bool) -> Self {
-        ProcfsCollector { procfs: procfs.to_path_buf(), clock: Clock::read(procfs), pss, net_tables: HashMap::new() }
+        ProcfsCollector {
+            procfs: procfs.to_path_buf(),
+            clock: Clock::read(procfs),
+            pss,
+            buf: String::with_capacity(2048),
+            net_tables: HashMap::new(),
+        }
     }
 
-    /// Reads one process. Used for targets and for the exporter itself.
-    pub fn read(&mut self, handle: &Process) -> Result<(ProcReadings, Vec<Gap>), Vanished> {
+    /// Reads one process. Used for targets and for the exporter itself. `stat` is this sample's
+    /// `stat` when discovery already read it; `previous` lets slow-changing parts be reused.
+    pub fn read(
+        &mut self,
+        handle: &Process,
+        stat: Option<&procfs::process::Stat>,
+        previous: Option<&ProcReadings>,
+    ) -> Result<(ProcReadings, Vec<Gap>), Vanished> {
         let mut gaps = Vec::new();
-        let stat = handle.stat().map_err(|_| Vanished)?;
+        let fresh;
+        let stat = match stat {
+            Some(s) => s,
+            None => {
+                fresh = handle.stat().map_err(|_| Vanished)?;
+                &fresh
+            }
+        };
         let tps = self.clock.ticks_per_second as f64;
         let mut r = ProcReadings {
             start_time_seconds: self.clock.boot_time_seconds + stat.starttime as f64 / tps,
@@ -102,23 +130,32 @@ impl ProcfsCollector {
             threads: stat.num_threads.max(0) as u64,
             ..ProcReadings::default()
         };
-        match handle.status() {
+        match self.read_status(handle) {
             Ok(s) => {
-                let kib = |v: Option<u64>| v.map(|v| v * 1024);
-                r.data_bytes = kib(s.vmdata);
-                r.rss_anon_bytes = kib(s.rssanon);
-                r.rss_file_bytes = kib(s.rssfile);
-                r.rss_shmem_bytes = kib(s.rssshmem);
-                r.swap_bytes = kib(s.vmswap);
-                if let Some(rss) = kib(s.vmrss) {
+                r.data_bytes = s.data;
+                r.rss_anon_bytes = s.anon;
+                r.rss_file_bytes = s.file;
+                r.rss_shmem_bytes = s.shmem;
+                r.swap_bytes = s.swap;
+                if let Some(rss) = s.rss {
                     r.resident_bytes = rss;
                 }
             }
-            Err(e) => gaps.push(Gap::new("memory breakdown", Reason::from_proc_error(&e))),
+            Err(reason) => gaps.push(Gap::new("memory breakdown", reason)),
         }
-        match handle.limits() {
-            Ok(l) => r.max_fds = limit_value(&l.max_open_files.soft_limit),
-            Err(e) => gaps.push(Gap::new("fd limit", Reason::from_proc_error(&e))),
+        // Limits change rarely (prlimit): read them once a minute.
+        match previous.filter(|p| p.limits_read_at.is_some_and(|at| at.elapsed() < LIMITS_REFRESH)) {
+            Some(p) => {
+                r.max_fds = p.max_fds;
+                r.limits_read_at = p.limits_read_at;
+            }
+            None => match handle.limits() {
+                Ok(l) => {
+                    r.max_fds = limit_value(&l.max_open_files.soft_limit);
+                    r.limits_read_at = Some(Instant::now());
+                }
+                Err(e) => gaps.push(Gap::new("fd limit", Reason::from_proc_error(&e))),
+            },
         }
         match self.read_fds(handle) {
             Ok((open, sockets)) => {
@@ -141,15 +178,41 @@ impl ProcfsCollector {
         Ok((r, gaps))
     }
 
+    /// Reads the fields of `status` the metrics use, without building a map of every line.
+    fn read_status(&mut self, handle: &Process) -> Result<StatusFields, Reason> {
+        let mut file = handle.open_relative("status").map_err(|e| Reason::from_proc_error(&e))?;
+        self.buf.clear();
+        file.read_to_string(&mut self.buf).map_err(|e| Reason::from_io_error(&e))?;
+        Ok(parse_status(&self.buf))
+    }
+
+    /// Counts fds and collects socket inodes: one `readlinkat` per fd on a directory opened
+    /// through the process handle (the procfs crate's iterator makes four syscalls per fd).
     fn read_fds(&mut self, handle: &Process) -> Result<(u64, SocketCounts), Reason> {
-        let fds = handle.fd().map_err(|e| Reason::from_proc_error(&e))?;
+        let dir = handle
+            .open_relative_flags("fd", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC)
+            .map_err(|e| Reason::from_proc_error(&e))?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
+        // The Dir takes the fd over (no second open of "."); `raw` stays valid while it lives.
+        let mut entries = rustix::fs::Dir::new(std::os::fd::OwnedFd::from(dir)).map_err(|e| Reason::from_io_error(&e.into()))?;
         let mut open = 0;
         let mut inodes = Vec::new();
-        for fd in fds {
+        let mut link = [0u8; 64];
+        while let Some(entry) = entries.next() {
+            let Ok(entry) = entry else { break };
+            let name = entry.file_name();
+            if name.to_bytes().first().is_none_or(|b| !b.is_ascii_digit()) {
+                continue;
+            }
+            // SAFETY: readlinkat writes at most link.len() bytes into our buffer; name is a
+            // NUL-terminated string and dir an open directory fd.
+            let n = unsafe { libc::readlinkat(raw, name.as_ptr(), link.as_mut_ptr().cast(), link.len()) };
             // An fd closed between readdir and readlink is simply gone.
-            let Ok(fd) = fd else { continue };
+            if n < 0 {
+                continue;
+            }
             open += 1;
-            if let FDTarget::Socket(inode) = fd.target {
+            if let Some(inode) = socket_inode(&link[..n as usize]) {
                 inodes.push(inode);
             }
         }
@@ -179,6 +242,40 @@ impl ProcfsCollector {
         }
         self.net_tables.get(&ns_inode)
     }
+}
+
+/// `socket:[12345]` → 12345.
+fn socket_inode(link: &[u8]) -> Option<u64> {
+    std::str::from_utf8(link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?).ok()?.parse().ok()
+}
+
+/// The `status` fields the metrics use, in bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StatusFields {
+    pub rss: Option<u64>,
+    pub data: Option<u64>,
+    pub anon: Option<u64>,
+    pub file: Option<u64>,
+    pub shmem: Option<u64>,
+    pub swap: Option<u64>,
+}
+
+pub fn parse_status(text: &str) -> StatusFields {
+    let mut s = StatusFields::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else { continue };
+        let slot = match key {
+            "VmRSS" => &mut s.rss,
+            "VmData" => &mut s.data,
+            "RssAnon" => &mut s.anon,
+            "RssFile" => &mut s.file,
+            "RssShmem" => &mut s.shmem,
+            "VmSwap" => &mut s.swap,
+            _ => continue,
+        };
+        *slot = value.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024);
+    }
+    s
 }
 
 /// The process went away while being read.
@@ -254,7 +351,7 @@ impl Collector for ProcfsCollector {
 
     fn collect(&mut self, target: &mut Target) -> Outcome {
         let Some(handle) = target.handle.as_ref() else { return Outcome::Vanished };
-        match self.read(handle) {
+        match self.read(handle, target.stat.as_ref(), target.readings.procfs.as_ref()) {
             Ok((readings, gaps)) => {
                 target.readings.procfs = Some(readings);
                 Outcome::Read(gaps.into())
@@ -360,6 +457,22 @@ mod tests {
         let text = "00400000-7ffd [rollup]\nRss:              123 kB\nPss:               99 kB\nPss_Anon:  50 kB\n";
         assert_eq!(parse_pss(text), Some(99 * 1024));
         assert_eq!(parse_pss("nothing"), None);
+    }
+
+    #[test]
+    fn status_fields() {
+        let text = "Name:\tnode\nVmSize:\t 1000 kB\nVmRSS:\t   2048 kB\nRssAnon:\t 1024 kB\nRssFile:\t 1000 kB\nRssShmem:\t 24 kB\nVmData:\t 5000 kB\nVmSwap:\t 0 kB\nThreads:\t7\n";
+        let s = parse_status(text);
+        assert_eq!(s.rss, Some(2048 * 1024));
+        assert_eq!((s.anon, s.file, s.shmem, s.swap), (Some(1 << 20), Some(1000 * 1024), Some(24 * 1024), Some(0)));
+        assert_eq!(parse_status("garbage\nVmRSS: lots\n"), StatusFields::default());
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode(b"socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode(b"pipe:[4242]"), None);
+        assert_eq!(socket_inode(b"/dev/null"), None);
     }
 
     #[test]

@@ -519,9 +519,10 @@ fn a_process_gone_mid_read_is_vanished_not_a_gap() {
         readings: Readings::default(),
         gaps: Default::default(),
         exported_once: true,
+        stat: None,
     };
     let mut procfs = ProcfsCollector::new(&config.paths.procfs, false);
-    assert!(procfs.read(target.handle.as_ref().unwrap()).is_err(), "read of a gone process");
+    assert!(procfs.read(target.handle.as_ref().unwrap(), None, None).is_err(), "read of a gone process");
     assert!(matches!(procfs.collect(&mut target), Outcome::Vanished), "procfs collector");
     let mut cgroup = CgroupCollector::new(&config.paths.sysfs.join("fs/cgroup"));
     assert!(matches!(cgroup.collect(&mut target), Outcome::Vanished), "cgroup collector");
