@@ -59,9 +59,10 @@ pub struct Identity {
 /// One live, matching process found by a scan.
 pub struct Found {
     pub key: ProcessKey,
-    pub handle: Process,
+    /// A new handle on the process, or none to keep the target's.
+    pub handle: Option<Process>,
     /// The `stat` read for this scan, reused by the collectors.
-    pub stat: Option<procfs::process::Stat>,
+    pub stat: Option<crate::procstat::ProcStat>,
     /// Set for a process seen for the first time (or that changed what it runs).
     pub identity: Option<Identity>,
     /// Whether the process is a zombie: it has exited and waits for its parent.
@@ -90,6 +91,8 @@ pub struct Discovery {
     rejected: HashMap<ProcessKey, String>,
     /// Comm of watched processes at their last evaluation.
     accepted: HashMap<ProcessKey, String>,
+    /// Reused read buffer.
+    buf: Vec<u8>,
     /// Node.js version per executable file (device, inode, size, mtime): reading it scans the
     /// binary once.
     versions: HashMap<(u64, u64, u64, i64), Option<String>>,
@@ -128,12 +131,14 @@ impl Discovery {
             rejected: HashMap::new(),
             accepted: HashMap::new(),
             versions: HashMap::new(),
+            buf: Vec::with_capacity(4096),
         })
     }
 
-    /// Finds every watched process. `known` answers whether a key is already a target, so that
-    /// its identity is not rebuilt.
-    pub fn scan(&mut self, known: impl Fn(&ProcessKey) -> bool) -> std::io::Result<(Vec<Found>, ScanStats)> {
+    /// Finds every watched process. `known` holds the handles of current targets by pid, with
+    /// their start ticks: their `stat` is read through the handle they have, and their identity is
+    /// not rebuilt.
+    pub fn scan(&mut self, known: &HashMap<i32, (&Process, u64)>) -> std::io::Result<(Vec<Found>, ScanStats)> {
         let mut found = Vec::new();
         let mut stats = ScanStats::default();
         let mut alive = HashSet::new();
@@ -142,23 +147,37 @@ impl Discovery {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
             stats.processes_seen += 1;
             // A process may vanish at any point below: that is normal, not an error.
-            let Ok(handle) = Process::new_with_root(entry.path()) else { continue };
-            let Ok(stat) = handle.stat() else { continue };
+            if let Some((handle, start)) = known.get(&pid) {
+                if let Ok(stat) = crate::procstat::read_stat(handle, &mut self.buf) {
+                    let key = ProcessKey { pid, start_ticks: stat.starttime };
+                    if stat.starttime == *start && self.accepted.get(&key) == Some(&stat.comm) {
+                        alive.insert(key);
+                        let zombie = stat.state == 'Z' || stat.state == 'X';
+                        found.push(Found { key, handle: None, stat: Some(stat), identity: None, zombie });
+                        continue;
+                    }
+                }
+            }
+            // Every other process costs one stat read by path; a handle is opened only for one
+            // that needs a closer look.
+            let Ok(stat) = read_stat_at(&entry.path(), &mut self.buf) else { continue };
             let key = ProcessKey { pid, start_ticks: stat.starttime };
             alive.insert(key);
             let zombie = stat.state == 'Z' || stat.state == 'X';
             let explicit = self.explicit.contains(&pid);
             let comm = stat.comm.clone();
-            let is_known = known(&key);
-            if is_known && self.accepted.get(&key) == Some(&comm) {
-                found.push(Found { key, handle, stat: Some(stat), identity: None, zombie });
-                continue;
-            }
             if !explicit && self.rejected.get(&key) == Some(&comm) {
                 continue;
             }
+            let is_known = known.get(&pid).is_some_and(|(_, start)| *start == key.start_ticks);
             if zombie && !is_known {
                 continue;
+            }
+            let Ok(handle) = Process::new_with_root(entry.path()) else { continue };
+            // The pid may have been reused between the two reads.
+            match crate::procstat::read_stat(&handle, &mut self.buf) {
+                Ok(s) if s.starttime == key.start_ticks => {}
+                _ => continue,
             }
             stats.evaluated += 1;
             let facts = Facts::read(&handle, comm.clone(), &mut stats);
@@ -171,7 +190,7 @@ impl Discovery {
                     let identity = self.identify(&handle, &facts, matcher_index, explicit);
                     self.rejected.remove(&key);
                     self.accepted.insert(key, comm);
-                    found.push(Found { key, handle, stat: Some(stat), identity: Some(identity), zombie });
+                    found.push(Found { key, handle: Some(handle), stat: Some(stat), identity: Some(identity), zombie });
                 }
                 None => {
                     self.accepted.remove(&key);
@@ -347,6 +366,32 @@ impl Facts {
             kernel_thread,
         }
     }
+}
+
+/// Reads `<dir>/stat` by path (for processes that are not targets).
+fn read_stat_at(dir: &Path, buf: &mut Vec<u8>) -> std::io::Result<crate::procstat::ProcStat> {
+    let mut file = std::fs::File::open(dir.join("stat"))?;
+    buf.clear();
+    buf.resize(1024, 0);
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        let n = file.read(&mut buf[len..])?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if buf[len - 1] == b'\n' {
+            break;
+        }
+    }
+    buf.truncate(len);
+    std::str::from_utf8(buf)
+        .ok()
+        .and_then(crate::procstat::parse_stat)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable stat"))
 }
 
 /// Whether every field the matcher sets matches the process.

@@ -11,5 +11,6 @@ pub mod connector;
 pub mod discovery;
 pub mod exposition;
 pub mod http;
+pub mod procstat;
 pub mod sampler;
 pub mod target;

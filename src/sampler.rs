@@ -223,8 +223,15 @@ impl Sampler {
         let started = Instant::now();
         let uptime = read_uptime(&self.procfs);
         let tps = self.clock.ticks_per_second as f64;
-        let registry = &self.registry;
-        match self.discovery.scan(|k| registry.contains(k)) {
+        let known: HashMap<i32, (&procfs::process::Process, u64)> = self
+            .registry
+            .iter()
+            .filter(|t| !matches!(t.state, TargetState::Exited { .. }))
+            .filter_map(|t| t.handle.as_ref().map(|h| (t.key.pid, (h, t.key.start_ticks))))
+            .collect();
+        let scanned = self.discovery.scan(&known);
+        drop(known);
+        match scanned {
             Ok((found, stats)) => {
                 self.self_metrics.processes_scanned.set(stats.processes_seen as f64);
                 let update = self.registry.update(found, started, |start_ticks| {

@@ -44,7 +44,7 @@ pub struct Target {
     /// Whether the target was ever exported: one that exits while warming is dropped at once.
     pub exported_once: bool,
     /// This sample's `stat`, read by discovery and reused by collectors.
-    pub stat: Option<procfs::process::Stat>,
+    pub stat: Option<crate::procstat::ProcStat>,
 }
 
 impl Target {
@@ -104,7 +104,9 @@ impl Registry {
                         // Matched again after exec-ing back: a fresh life.
                         t.state = TargetState::Warming;
                     }
-                    t.handle = Some(f.handle);
+                    if f.handle.is_some() {
+                        t.handle = f.handle;
+                    }
                     t.stat = f.stat;
                 }
                 None => {
@@ -116,7 +118,7 @@ impl Registry {
                         Target {
                             key: f.key,
                             identity,
-                            handle: Some(f.handle),
+                            handle: f.handle,
                             state: TargetState::Warming,
                             started_at: now.checked_sub(age).unwrap_or(now),
                             readings: Readings::default(),
@@ -210,7 +212,7 @@ mod tests {
         std::fs::create_dir_all(&path).unwrap();
         Found {
             key,
-            handle: Process::new_with_root(path).unwrap(),
+            handle: Some(Process::new_with_root(path).unwrap()),
             stat: None,
             identity: new.then(|| identity(false)),
             zombie: false,

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use procfs::process::Process;
 
+use crate::procstat::{read_into, read_stat, ProcStat};
+
 use super::{Collector, Gap, Outcome, Reason};
 use crate::exposition::Families;
 use crate::target::Target;
@@ -46,6 +48,8 @@ pub struct ProcReadings {
     pub pss_bytes: Option<u64>,
     /// When `limits` was last read (it is reused for a minute).
     pub limits_read_at: Option<Instant>,
+    /// When the fds were last classified (reused while their count is unchanged, for a minute).
+    pub fds_read_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +85,15 @@ fn read_boot_time(procfs: &Path) -> Option<f64> {
 
 /// How long a reading of `limits` is reused.
 const LIMITS_REFRESH: Duration = Duration::from_secs(60);
+/// How long socket counts are reused while the fd count does not change.
+const SOCKETS_REFRESH: Duration = Duration::from_secs(60);
 
 pub struct ProcfsCollector {
     procfs: PathBuf,
     clock: Clock,
     pss: bool,
     /// Reused read buffer.
-    buf: String,
+    buf: Vec<u8>,
     /// Socket inode → protocol, per network namespace inode; rebuilt each sample.
     net_tables: HashMap<u64, HashMap<u64, Proto>>,
 }
@@ -98,7 +104,7 @@ impl ProcfsCollector {
             procfs: procfs.to_path_buf(),
             clock: Clock::read(procfs),
             pss,
-            buf: String::with_capacity(2048),
+            buf: Vec::with_capacity(4096),
             net_tables: HashMap::new(),
         }
     }
@@ -108,7 +114,7 @@ impl ProcfsCollector {
     pub fn read(
         &mut self,
         handle: &Process,
-        stat: Option<&procfs::process::Stat>,
+        stat: Option<&ProcStat>,
         previous: Option<&ProcReadings>,
     ) -> Result<(ProcReadings, Vec<Gap>), Vanished> {
         let mut gaps = Vec::new();
@@ -116,7 +122,7 @@ impl ProcfsCollector {
         let stat = match stat {
             Some(s) => s,
             None => {
-                fresh = handle.stat().map_err(|_| Vanished)?;
+                fresh = read_stat(handle, &mut self.buf).map_err(|_| Vanished)?;
                 &fresh
             }
         };
@@ -127,7 +133,7 @@ impl ProcfsCollector {
             cpu_system_seconds: stat.stime as f64 / tps,
             resident_bytes: stat.rss * self.clock.page_size,
             virtual_bytes: stat.vsize,
-            threads: stat.num_threads.max(0) as u64,
+            threads: stat.num_threads,
             ..ProcReadings::default()
         };
         match self.read_status(handle) {
@@ -157,12 +163,27 @@ impl ProcfsCollector {
                 Err(e) => gaps.push(Gap::new("fd limit", Reason::from_proc_error(&e))),
             },
         }
-        match self.read_fds(handle) {
-            Ok((open, sockets)) => {
-                r.open_fds = Some(open);
-                r.sockets = Some(sockets);
+        // Since Linux 6.2 the size of /proc/PID/fd is the number of open fds: one stat instead of
+        // a readlink per fd. Sockets are classified again when that number changes (a pool
+        // that hoards connections changes it) and at least once a minute.
+        let count = self.fd_count(handle.pid);
+        let reuse = previous.filter(|p| {
+            count.is_some() && p.open_fds == count && p.sockets.is_some() && p.fds_read_at.is_some_and(|at| at.elapsed() < SOCKETS_REFRESH)
+        });
+        match reuse {
+            Some(p) => {
+                r.open_fds = p.open_fds;
+                r.sockets = p.sockets;
+                r.fds_read_at = p.fds_read_at;
             }
-            Err(reason) => gaps.push(Gap::new("fds and sockets", reason)),
+            None => match self.read_fds(handle) {
+                Ok((open, sockets)) => {
+                    r.open_fds = Some(open);
+                    r.sockets = Some(sockets);
+                    r.fds_read_at = Some(Instant::now());
+                }
+                Err(reason) => gaps.push(Gap::new("fds and sockets", reason)),
+            },
         }
         if self.pss {
             match read_pss(handle) {
@@ -178,12 +199,18 @@ impl ProcfsCollector {
         Ok((r, gaps))
     }
 
+    /// The open fd count from the size of `/proc/PID/fd` (Linux 6.2+), or none where the kernel
+    /// reports no size.
+    fn fd_count(&self, pid: i32) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let size = std::fs::metadata(self.procfs.join(pid.to_string()).join("fd")).ok()?.size();
+        (size > 0).then_some(size)
+    }
+
     /// Reads the fields of `status` the metrics use, without building a map of every line.
     fn read_status(&mut self, handle: &Process) -> Result<StatusFields, Reason> {
-        let mut file = handle.open_relative("status").map_err(|e| Reason::from_proc_error(&e))?;
-        self.buf.clear();
-        file.read_to_string(&mut self.buf).map_err(|e| Reason::from_io_error(&e))?;
-        Ok(parse_status(&self.buf))
+        read_into(handle, "status", &mut self.buf).map_err(|e| Reason::from_io_error(&e))?;
+        Ok(parse_status(&String::from_utf8_lossy(&self.buf)))
     }
 
     /// Counts fds and collects socket inodes: one `readlinkat` per fd on a directory opened

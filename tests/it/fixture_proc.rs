@@ -504,7 +504,7 @@ fn a_process_gone_mid_read_is_vanished_not_a_gap() {
     let mut discovery =
         Discovery::new(&config.paths.procfs, &config.paths.rootfs.join("etc/passwd"), DiscoveryConfig::default())
             .expect("discovery");
-    let (found, stats) = discovery.scan(|_| false).expect("scan");
+    let (found, stats) = discovery.scan(&Default::default()).expect("scan");
     assert_eq!(stats.processes_seen, 8);
     let found = found.into_iter().find(|f| f.key.pid == 201).expect("201 found");
 
@@ -513,7 +513,7 @@ fn a_process_gone_mid_read_is_vanished_not_a_gap() {
     let mut target = Target {
         key: found.key,
         identity: found.identity.expect("new process has an identity"),
-        handle: Some(found.handle),
+        handle: found.handle,
         state: TargetState::Active,
         started_at: std::time::Instant::now(),
         readings: Readings::default(),
