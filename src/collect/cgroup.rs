@@ -180,9 +180,16 @@ impl Collector for CgroupCollector {
             Err(_) if !handle.is_alive() => return Outcome::Vanished,
             Err(e) => return Outcome::Read(vec![Gap::new("cgroup membership", Reason::from_proc_error(&e))].into()),
         };
-        let Some(loc) = locate(&text, &self.root) else {
+        let Some(mut loc) = locate(&text, &self.root) else {
             return Outcome::Read(vec![Gap::new("memory cgroup", Reason::Unsupported)].into());
         };
+        // An exiting process is moved to the root cgroup before it becomes a zombie: keep the
+        // cgroup it lived in, whose OOM kill count is the one that matters now.
+        if let Some(previous) = target.readings.cgroup.as_ref() {
+            if loc.path == "/" && previous.location.path != "/" {
+                loc = previous.location.clone();
+            }
+        }
         let (readings, gaps) = self.read_location(&loc);
         // A container's cgroup is removed as its last process exits.
         if !gaps.is_empty() && !handle.is_alive() {

@@ -144,6 +144,16 @@ fn listener_leak_on_an_abort_signal_is_counted() {
 }
 
 #[test]
+fn listener_leak_on_a_bare_event_target_is_counted() {
+    let Some(app) = NodeApp::with_node_args(&[INSPECT_RANDOM], "listeners.js", &["target"], &[]) else { return };
+    let exporter = exporter_for(&[&app], &[]);
+    exporter.wait_metric(
+        "nodejs_max_listeners_exceeded_warnings_total",
+        &[("pid", &app.pid_label()), ("event", "foo"), ("emitter", "EventTarget")],
+    );
+}
+
+#[test]
 fn warnings_are_counted_even_with_no_warnings() {
     let Some(app) = NodeApp::with_node_args(&[INSPECT_RANDOM, "--no-warnings"], "listeners.js", &["close"], &[]) else { return };
     let exporter = exporter_for(&[&app], &[]);
