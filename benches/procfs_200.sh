@@ -190,7 +190,7 @@ others=$(($(ps -e -o comm= | grep -cx node) - NODES))
 # 3. Both exporters, side by side.
 
 OUR_PORT=$(free_port)
-"$EXPORTER" --web.listen-address="127.0.0.1:$OUR_PORT" --no-collector.cgroup \
+"$EXPORTER" --web.listen-address="127.0.0.1:$OUR_PORT" --no-collector.cgroup --no-collector.inspector \
     --sample.interval="${INTERVAL}s" --discovery.min-age=0s --log.level=warn >"$WORK/our.log" 2>&1 &
 OUR_PID=$!
 OUR_URL="http://127.0.0.1:$OUR_PORT/metrics"
@@ -366,7 +366,7 @@ BEGIN {
     pea = pa / pna                               # process-exporter, per scrape, 1 scrape / 5 s
     peb = pb / scrapes                           # process-exporter, per scrape, back-to-back
     printf "%d idle Node.js processes (node %s, %s open fds each), %d CPUs, Linux %s, clock %d ticks/s.\n", nodes, nodev, fds, ncpu, kernel, tck
-    printf "Ours: %s, `--no-collector.cgroup --sample.interval=5s --discovery.min-age=0s`. Theirs: %s, `-threads=false -gather-smaps=false`, config `comm: node`.\n", our_version, pe_version
+    printf "Ours: %s, `--no-collector.cgroup --no-collector.inspector --sample.interval=5s --discovery.min-age=0s`. Theirs: %s, `-threads=false -gather-smaps=false`, config `comm: node`.\n", our_version, pe_version
     printf "Phase A: %d s, ours %d samples (+%d scrapes), process-exporter %d scrapes, one every 5 s. Phase B: %d back-to-back scrapes of each.\n", dur, sa, na, pna, scrapes
     printf "Whole machine busy (all processes, this script and curl included): %s of its CPUs in phase A, %s in phase B.\n\n", busy_a, busy_b
     print "| | nodejs-leak-exporter (/proc collector) | process-exporter | process-exporter / ours |"
