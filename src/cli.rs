@@ -91,6 +91,15 @@ pub struct RunArgs {
     #[arg(long = "inspector.call-timeout", value_name = "DURATION", value_parser = parse_duration)]
     pub inspector_call_timeout: Option<std::time::Duration>,
 
+    /// Log file glob to follow for warnings and heap-OOM crashes (repeatable); `APP=GLOB` names
+    /// the app, else it comes from the file name.
+    #[arg(long = "log.path", value_name = "GLOB")]
+    pub log_paths: Vec<String>,
+
+    /// Where to start in log files already there at start: end or beginning [default: end].
+    #[arg(long = "log.start-at", value_name = "WHERE", value_parser = ["end", "beginning"])]
+    pub log_start_at: Option<String>,
+
     /// Log level: error, warn, info, debug, trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -205,6 +214,18 @@ impl Parsed {
         }
         if let Some(v) = a.inspector_call_timeout {
             c.collectors.inspector.call_timeout = v;
+        }
+        for p in &a.log_paths {
+            let (app, path) = match p.split_once('=') {
+                Some((app, path)) if !app.contains('/') && !app.contains('*') => (Some(app.to_string()), path.to_string()),
+                _ => (None, p.clone()),
+            };
+            c.collectors.logs.paths.push(crate::config::LogPath { path, app });
+        }
+        match a.log_start_at.as_deref() {
+            Some("beginning") => c.collectors.logs.start_at = crate::config::StartAt::Beginning,
+            Some(_) => c.collectors.logs.start_at = crate::config::StartAt::End,
+            None => {}
         }
         for (name, enabled) in &self.collector_switches {
             if let Some(spec) = COLLECTORS.iter().find(|s| s.name == *name) {

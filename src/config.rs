@@ -336,6 +336,60 @@ pub struct CollectorsConfig {
     pub cgroup: ToggleConfig,
     /// V8 heap, GC and warnings through the Node.js inspector.
     pub inspector: InspectorConfig,
+    /// Warnings and heap-OOM crashes from log files.
+    pub logs: LogsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Log files to follow: path globs, each with an optional app name.
+    pub paths: Vec<LogPath>,
+    /// Follow PM2's logs where PM2 keeps them (`~/.pm2/logs/*.log` of root and of /home/*).
+    pub pm2: bool,
+    /// Follow Kubernetes container logs (`/var/log/containers/*.log`).
+    pub kubernetes: bool,
+    /// Where to start in files already there at start: `end` (only what is new) or `beginning`.
+    /// Files that appear later are always read from their start.
+    pub start_at: StartAt,
+    /// Longest line kept; a longer line keeps its head (where Node.js's messages are).
+    pub max_line_bytes: usize,
+    /// Time between two reads of every file.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            enabled: true,
+            paths: Vec::new(),
+            pm2: true,
+            kubernetes: true,
+            start_at: StartAt::End,
+            max_line_bytes: 64 * 1024,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One log path glob.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPath {
+    /// A glob such as `/var/log/myapp/*.log`.
+    pub path: String,
+    /// The app the lines belong to; default: from the file name.
+    pub app: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    End,
+    Beginning,
 }
 
 impl Default for CollectorsConfig {
@@ -344,6 +398,7 @@ impl Default for CollectorsConfig {
             procfs: ProcfsCollectorConfig::default(),
             cgroup: ToggleConfig::default(),
             inspector: InspectorConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -469,6 +524,18 @@ impl Config {
         }
         if let Some(p) = i.ports.iter().find(|p| **p == 0) {
             return Err(invalid("collectors.inspector.ports", format!("{p} is not a port")));
+        }
+        let l = &self.collectors.logs;
+        for (i, p) in l.paths.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(&p.path) {
+                return Err(invalid(format!("collectors.logs.paths[{i}].path"), format!("invalid glob: {e}")));
+            }
+        }
+        if !(1024..=16 << 20).contains(&l.max_line_bytes) {
+            return Err(invalid("collectors.logs.max_line_bytes", "must be between 1 KiB and 16 MiB"));
+        }
+        if l.poll_interval < Duration::from_millis(50) || l.poll_interval > Duration::from_secs(600) {
+            return Err(invalid("collectors.logs.poll_interval", "must be between 50ms and 10m"));
         }
         if self.discovery.exit_retention > Duration::from_secs(24 * 3600) {
             return Err(invalid("discovery.exit_retention", "must be at most 24h"));

@@ -152,6 +152,41 @@ pub fn render_identity(targets: &[&Target], out: &mut Families) {
     }
 }
 
+pub const WARNINGS: &str = "nodejs_warnings_total";
+pub const WARNINGS_HELP: &str = "Process warnings by name, from the inspector and from logs (a warning seen by both counts once).";
+pub const MAX_LISTENERS: &str = "nodejs_max_listeners_exceeded_warnings_total";
+pub const MAX_LISTENERS_HELP: &str = "MaxListenersExceededWarning by event and emitter type. Node warns once per emitter and event, so one count is a leak already past its limit.";
+pub const RESTARTS: &str = "nodejs_process_restarts_total";
+pub const RESTARTS_HELP: &str = "Restarts of an app instance: a new process under the same PM2 name and id, or a new container for the same pod container.";
+
+/// Warnings of each target, merged from the inspector and the logs. Both count the same events
+/// of the same process (each may miss some: the inspector those before it attached, the logs
+/// those printed elsewhere), so the larger count is the one that counts each warning once.
+pub fn render_warnings(targets: &[&Target], out: &mut Families) {
+    use std::collections::BTreeMap;
+    for t in targets {
+        let inspector = t.readings.inspector.as_ref();
+        let logs = t.readings.logs.as_ref();
+        let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut listeners: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for (k, v) in inspector.iter().flat_map(|r| r.warnings.iter()).chain(logs.iter().flat_map(|l| l.by_name.iter())) {
+            let e = by_name.entry(k.as_str()).or_default();
+            *e = (*e).max(*v);
+        }
+        let sources = inspector.iter().flat_map(|r| r.max_listeners.iter()).chain(logs.iter().flat_map(|l| l.max_listeners.iter()));
+        for ((event, emitter), v) in sources {
+            let e = listeners.entry((event.as_str(), emitter.as_str())).or_default();
+            *e = (*e).max(*v);
+        }
+        for (name, n) in by_name {
+            out.target_counter(t, WARNINGS, WARNINGS_HELP, &[("name", name)], n as f64);
+        }
+        for ((event, emitter), n) in listeners {
+            out.target_counter(t, MAX_LISTENERS, MAX_LISTENERS_HELP, &[("event", event), ("emitter", emitter)], n as f64);
+        }
+    }
+}
+
 pub const MEMORY_LIMIT: &str = "nodejs_memory_limit_bytes";
 pub const MEMORY_LIMIT_HELP: &str =
     "Memory limit that will stop the process: its cgroup's limit (source=cgroup) or PM2's max_memory_restart (source=pm2).";

@@ -295,6 +295,10 @@ impl Sampler {
         let exported: Vec<&Target> = self.registry.iter().filter(|t| t.is_exported()).collect();
         let mut families = Families::new();
         render_identity(&exported, &mut families);
+        crate::exposition::render_warnings(&exported, &mut families);
+        for (app, n) in self.registry.restarts() {
+            families.counter(crate::exposition::RESTARTS, crate::exposition::RESTARTS_HELP, &[("app", app), ("namespace", ""), ("pod", ""), ("container", "")], *n as f64);
+        }
         for collector in &self.collectors {
             collector.render(&exported, &mut families);
         }

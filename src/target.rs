@@ -73,11 +73,14 @@ pub struct Registry {
     targets: BTreeMap<ProcessKey, Target>,
     min_age: Duration,
     exit_retention: Duration,
+    /// The last process of each PM2 instance (name, pm_id): a new one is a restart.
+    pm2_instances: std::collections::HashMap<(String, String), ProcessKey>,
+    restarts: BTreeMap<String, u64>,
 }
 
 impl Registry {
     pub fn new(min_age: Duration, exit_retention: Duration) -> Self {
-        Registry { targets: BTreeMap::new(), min_age, exit_retention }
+        Registry { targets: BTreeMap::new(), min_age, exit_retention, pm2_instances: Default::default(), restarts: BTreeMap::new() }
     }
 
     pub fn contains(&self, key: &ProcessKey) -> bool {
@@ -113,6 +116,18 @@ impl Registry {
                     let Some(identity) = f.identity else { continue };
                     let age = age_of(f.key.start_ticks);
                     stats.added += 1;
+                    // PM2 cluster workers are instances (their own pm_id), not restarts.
+                    if let Some(pm2) = &identity.pm2 {
+                        let instance = (pm2.name.clone(), pm2.id.clone().unwrap_or_default());
+                        if self.pm2_instances.insert(instance, f.key).is_some_and(|k| k != f.key) {
+                            *self.restarts.entry(pm2.name.clone()).or_default() += 1;
+                        }
+                        // Bounded: apps renamed or deleted leave stale entries; keep the newest.
+                        if self.pm2_instances.len() > 4096 {
+                            let live: std::collections::HashSet<ProcessKey> = self.targets.keys().copied().collect();
+                            self.pm2_instances.retain(|_, k| live.contains(k) || *k == f.key);
+                        }
+                    }
                     self.targets.insert(
                         f.key,
                         Target {
@@ -167,6 +182,11 @@ impl Registry {
                 t.handle = None;
             }
         }
+    }
+
+    /// Restarts of PM2 app instances seen since start, by app.
+    pub fn restarts(&self) -> impl Iterator<Item = (&String, &u64)> {
+        self.restarts.iter()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Target> {

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod inspector;
+pub mod logs;
 pub mod procfs;
 
 use std::fmt;
@@ -135,6 +136,8 @@ pub struct Readings {
     pub procfs: Option<procfs::ProcReadings>,
     pub cgroup: Option<cgroup::CgroupReadings>,
     pub inspector: Option<inspector::InspectorReadings>,
+    /// Warnings of this process read from logs.
+    pub logs: Option<logs::WarningCounts>,
 }
 
 /// A data source.
@@ -214,6 +217,13 @@ pub const COLLECTORS: &[CollectorSpec] = &[
             let settings = inspector::Settings::new(&c.collectors.inspector, c.paths.procfs.clone(), c.sample.interval, ctx.instance.clone());
             Box::new(inspector::InspectorCollector::new(ctx.runtime.clone(), ctx.connector.clone(), settings))
         },
+    },
+    CollectorSpec {
+        name: "logs",
+        help: "warnings and heap-OOM crashes from PM2, Kubernetes container and configured log files",
+        default_enabled: true,
+        switch: |c| &mut c.logs.enabled,
+        build: |c, _| Box::new(logs::LogsCollector::new(&c.collectors.logs, c.paths.rootfs.clone(), c.collectors.inspector.label_limit)),
     },
 ];
 

@@ -258,18 +258,7 @@ impl Collector for InspectorCollector {
             if let Some(h) = &r.heap {
                 render_heap(out, t, h);
             }
-            for (name, n) in &r.warnings {
-                out.target_counter(t, "nodejs_warnings_total", "Process warnings emitted, by warning name (counted from when the exporter first attached).", &[("name", name)], *n as f64);
-            }
-            for ((event, emitter), n) in &r.max_listeners {
-                out.target_counter(
-                    t,
-                    "nodejs_max_listeners_exceeded_warnings_total",
-                    "MaxListenersExceededWarning by event and emitter type. Node warns once per emitter and event, so one count is a leak already past its limit.",
-                    &[("event", event), ("emitter", emitter)],
-                    *n as f64,
-                );
-            }
+            // Warnings are rendered with the logs' (exposition::render_warnings).
             for (kind, h) in &r.gc {
                 let pid = t.key.pid.to_string();
                 out.histogram(
