@@ -80,3 +80,12 @@ log "node $(node --version), $(promtool --version 2>&1 | head -n1)"
 for major in $node_majors; do
   node_major_install "$major"
 done
+
+# PM2 from npm for the logs tests (a real PM2 in fork and cluster mode).
+pm2_bin="$PWD/target/npm-tools/node_modules/.bin/pm2"
+if [ ! -x "$pm2_bin" ]; then
+  log "npm install pm2 into target/npm-tools"
+  mkdir -p target/npm-tools
+  npm install --no-audit --no-fund --loglevel=error --prefix target/npm-tools pm2 >&2
+fi
+log "pm2 $("$pm2_bin" --version 2>/dev/null | tail -n1)"

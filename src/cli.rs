@@ -100,6 +100,10 @@ pub struct RunArgs {
     #[arg(long = "log.start-at", value_name = "WHERE", value_parser = ["end", "beginning"])]
     pub log_start_at: Option<String>,
 
+    /// Time between two reads of every followed log file [default: 1s].
+    #[arg(long = "log.poll-interval", value_name = "DURATION", value_parser = parse_duration)]
+    pub log_poll_interval: Option<std::time::Duration>,
+
     /// Log level: error, warn, info, debug, trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -221,6 +225,9 @@ impl Parsed {
                 _ => (None, p.clone()),
             };
             c.collectors.logs.paths.push(crate::config::LogPath { path, app });
+        }
+        if let Some(v) = a.log_poll_interval {
+            c.collectors.logs.poll_interval = v;
         }
         match a.log_start_at.as_deref() {
             Some("beginning") => c.collectors.logs.start_at = crate::config::StartAt::Beginning,

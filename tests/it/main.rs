@@ -6,3 +6,4 @@ mod util;
 mod discovery;
 mod fixture_proc;
 mod inspector;
+mod logs;

@@ -46,6 +46,17 @@ pub fn node() -> Option<PathBuf> {
     }
 }
 
+/// PM2 from npm, installed by scripts/install-test-deps.sh under target/npm-tools.
+pub fn pm2() -> Option<PathBuf> {
+    let p = repo().join("target/npm-tools/node_modules/.bin/pm2");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(!ci(), "pm2 is required under CI=true but {} is missing; run scripts/install-test-deps.sh", p.display());
+    eprintln!("SKIP: pm2 not installed (scripts/install-test-deps.sh installs it)");
+    None
+}
+
 /// Whether we may do root-only things (cgroups, setpriv to another user).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -81,6 +92,7 @@ pub struct NodeApp {
     pub child: Child,
     pub pid: i32,
     stdin: Option<ChildStdin>,
+    stdout: std::sync::mpsc::Receiver<String>,
 }
 
 impl NodeApp {
@@ -95,18 +107,25 @@ impl NodeApp {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
-                if line.trim() == "ready" {
-                    let _ = tx.send(());
+                if tx.send(line).is_err() {
+                    return;
                 }
             }
         });
-        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            let _ = child.kill();
-            panic!("{cmd:?} did not print 'ready' within 20s");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.trim() == "ready" => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{cmd:?} did not print 'ready' within 20s");
+                }
+            }
         }
         let pid = child.id() as i32;
         let stdin = child.stdin.take();
-        NodeApp { child, pid, stdin }
+        NodeApp { child, pid, stdin, stdout: rx }
     }
 
     /// `node <fixture> args...` with extra environment.
@@ -123,6 +142,26 @@ impl NodeApp {
             cmd.env(k, v);
         }
         Some(NodeApp::start(cmd))
+    }
+
+    /// Waits for a line on the app's stdout that starts with `prefix`; returns the rest.
+    pub fn wait_line(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.stdout.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
+                }
+                Err(_) => panic!("the app did not print a line starting with {prefix:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid, sig) };
     }
 
     pub fn pid_label(&self) -> String {
