@@ -131,6 +131,8 @@ fn config_for(staged: &Staged) -> Config {
     config.paths.rootfs = staged.root.join("rootfs");
     // A fixture tree has no live processes to open inspectors on.
     config.collectors.inspector.enabled = false;
+    // Nor log files.
+    config.collectors.logs.enabled = false;
     config
 }
 
