@@ -209,3 +209,47 @@ mod tests {
         assert_eq!(parse_line(b"(node:1) MaxListenersExceededWarning: Possible EventEmitter memory leak detected. x listeners added to"), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Any bytes: no panic, and whatever is returned borrows sane text.
+        #[test]
+        fn any_bytes_parse_without_panic(line in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_line(&line);
+            let _ = gc_trace_pid(&line);
+        }
+
+        /// Lines built around the real prefixes, with arbitrary tails, reach the deep paths.
+        #[test]
+        fn near_misses_parse_without_panic(
+            prefix in prop::sample::select(vec![
+                "(node:1) MaxListenersExceededWarning: Possible EventEmitter memory leak detected. ",
+                "(node:1) [DEP0005] ",
+                "(node:",
+                "FATAL ERROR: ",
+                "2025-01-01T00:00:00: (node:2) ",
+                "MaxListenersExceededWarning: ",
+            ]),
+            tail in ".{0,200}",
+        ) {
+            let line = format!("{prefix}{tail}");
+            if let Some(LogEvent::MaxListeners { event, emitter, .. }) = parse_line(line.as_bytes()) {
+                prop_assert!(!event.is_empty() && !emitter.is_empty());
+            }
+        }
+
+        /// The warning survives any text around it and any event name without "listeners added".
+        #[test]
+        fn max_listeners_round_trip(pid in 1u32..4_000_000, event in "[a-zA-Z][a-zA-Z0-9 _:-]{0,30}", emitter in "[A-Z][A-Za-z0-9]{0,30}", count in 11u32..1000) {
+            prop_assume!(!event.contains(" listeners added to ") && !event.ends_with(' '));
+            let line = format!("(node:{pid}) MaxListenersExceededWarning: Possible EventEmitter memory leak detected. {count} {event} listeners added to [{emitter}]. Use emitter.setMaxListeners() to increase limit");
+            prop_assert_eq!(parse_line(line.as_bytes()), Some(LogEvent::MaxListeners { pid: Some(pid), event: &event, emitter: &emitter }));
+        }
+    }
+}

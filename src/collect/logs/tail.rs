@@ -473,3 +473,43 @@ mod tests {
         assert_eq!(t.poll(&mut |_: &[u8]| {}), Err(TailError::Binary));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// However a stream is cut into chunks, the lines that come out are the lines that went in
+        /// (each cut to the cap), and memory never holds more than the cap.
+        #[test]
+        fn chunking_never_changes_the_lines(
+            lines in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..300), 0..40),
+            cuts in proptest::collection::vec(1usize..97, 1..20),
+            max_line in 256usize..400,
+        ) {
+            let mut stream = Vec::new();
+            for l in &lines {
+                stream.extend_from_slice(l);
+                stream.push(b'\n');
+            }
+            let file = tempfile::tempfile().unwrap();
+            let mut r = Reader { file, id: (0, 0), offset: 0, partial: Vec::new(), dropping: false, recent: Vec::new(), last_growth: Instant::now() };
+            let mut stats = TailStats::default();
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            let mut at = 0;
+            let mut i = 0;
+            while at < stream.len() {
+                let n = cuts[i % cuts.len()].min(stream.len() - at);
+                split_lines(&stream[at..at + n], &mut r, max_line, &mut stats, &mut |l: &[u8]| out.push(l.to_vec()));
+                prop_assert!(r.partial.len() <= max_line);
+                at += n;
+                i += 1;
+            }
+            let expected: Vec<Vec<u8>> = lines.iter().map(|l| l[..l.len().min(max_line)].to_vec()).collect();
+            prop_assert_eq!(out, expected);
+        }
+    }
+}
