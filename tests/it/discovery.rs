@@ -321,17 +321,5 @@ fn full_output_passes_promtool_check_metrics() {
     exporter.wait_metric("nodejs_gc_duration_seconds_count", &[("pid", &ipid)]);
     exporter.wait_metric("nodejs_memory_limit_bytes", &[("pid", &pm2.pid.to_string()), ("source", "pm2")]);
     exporter.wait_metric("nodejs_process_pss_bytes", &[("pid", &pm2.pid.to_string())]);
-    let text = exporter.metrics();
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- metrics:\n{text}");
+    util::promtool_check(&promtool, &exporter.metrics());
 }

@@ -409,6 +409,21 @@ pub fn series(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
         .collect()
 }
 
+/// Runs `promtool check metrics` on an exposition and fails with its report and the text.
+pub fn promtool_check(promtool: &Path, text: &str) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
+    child.stdin.take().expect("piped stdin").write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- metrics:\n{text}");
+}
+
 /// A free loopback port (bound then released: good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
