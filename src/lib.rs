@@ -3,6 +3,7 @@
 //! Reading (`discovery`, `collect`), sampling (`sampler`, `target`) and exposing (`exposition`,
 //! `http`) are kept apart: the sampler writes snapshots, the HTTP side only serves the latest.
 
+pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod collect;
