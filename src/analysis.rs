@@ -31,12 +31,29 @@ pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
+    let n = values.len();
+    if n == 0 {
         return None;
     }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let n = values.len();
-    Some(if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 })
+    let (_, upper, _) = values.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
+    let upper = *upper;
+    if n % 2 == 1 {
+        return Some(upper);
+    }
+    let lower = values[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((lower + upper) / 2.0)
+}
+
+/// At most this many points enter the quadratic estimators; more are thinned evenly, which
+/// keeps both estimates consistent and bounds their cost.
+pub const MAX_POINTS: usize = 60;
+
+fn thin(points: &[(f64, f64)]) -> std::borrow::Cow<'_, [(f64, f64)]> {
+    if points.len() <= MAX_POINTS {
+        return std::borrow::Cow::Borrowed(points);
+    }
+    let step = points.len() as f64 / MAX_POINTS as f64;
+    std::borrow::Cow::Owned((0..MAX_POINTS).map(|i| points[(i as f64 * step) as usize]).collect())
 }
 
 /// Mann–Kendall: the confidence (0 to 1) that `values`, in time order, trend upward. One-sided,
@@ -103,6 +120,15 @@ pub fn normal_cdf(z: f64) -> f64 {
 /// when it falls by more than `min_drop` (in the series' units) from the running peak. Without
 /// any drop, every point is a floor point (nothing was ever freed).
 pub fn floor_points(series: &[(f64, f64)], min_drop: f64) -> Vec<(f64, f64)> {
+    let (floors, drops) = floor_points_counted(series, min_drop);
+    if drops == 0 {
+        return series.to_vec();
+    }
+    floors
+}
+
+/// The lows after each significant drop, and how many drops there were (no fallback).
+pub fn floor_points_counted(series: &[(f64, f64)], min_drop: f64) -> (Vec<(f64, f64)>, usize) {
     let mut floors = Vec::new();
     let mut peak = f64::NEG_INFINITY;
     let mut in_drop: Option<(f64, f64)> = None;
@@ -126,10 +152,9 @@ pub fn floor_points(series: &[(f64, f64)], min_drop: f64) -> Vec<(f64, f64)> {
     if let Some(low) = in_drop {
         floors.push(low);
     }
-    if !dropped {
-        return series.to_vec();
-    }
-    floors
+    let _ = dropped;
+    let drops = floors.len();
+    (floors, drops)
 }
 
 /// The growth estimate of one signal over one window.
@@ -152,8 +177,9 @@ pub fn estimate(series: &[(f64, f64)], min_drop: f64) -> Option<Estimate> {
 
 /// As [`estimate`], for points that are already floor values (post-GC heap sizes).
 pub fn estimate_floor(floors: &[(f64, f64)]) -> Option<Estimate> {
-    let slope = theil_sen(floors)?;
-    let values: Vec<f64> = floors.iter().map(|p| p.1).collect();
+    let thinned = thin(floors);
+    let slope = theil_sen(&thinned)?;
+    let values: Vec<f64> = thinned.iter().map(|p| p.1).collect();
     Some(Estimate { slope, confidence: mann_kendall_confidence(&values), points: floors.len() })
 }
 

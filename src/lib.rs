@@ -12,6 +12,7 @@ pub mod connector;
 pub mod discovery;
 pub mod exposition;
 pub mod http;
+pub mod leak;
 pub mod procstat;
 pub mod sampler;
 pub mod target;

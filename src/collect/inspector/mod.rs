@@ -64,8 +64,10 @@ pub struct InspectorReadings {
     pub max_listeners: BTreeMap<(String, String), u64>,
     /// GC pauses by kind: cumulative bucket counts, count, sum of seconds.
     pub gc: BTreeMap<String, GcHistogram>,
-    /// Heap used right after the last full GC, and the unix time of that GC in milliseconds.
+    /// Heap used right after the last full GC, the unix time of that GC in milliseconds, and how
+    /// many full GCs the process has had since the exporter first attached.
     pub after_major_gc: Option<(f64, u64)>,
+    pub major_gcs: u64,
     /// When a session was first opened on this process.
     pub first_connected: Option<Instant>,
 }
@@ -765,8 +767,9 @@ pub fn apply(r: &mut InspectorReadings, reply: SampleReply, label_limit: usize) 
             }
         }
     }
-    if let Some((at, used, _)) = reply.major {
+    if let Some((at, used, count)) = reply.major {
         r.after_major_gc = Some((at, used as u64));
+        r.major_gcs = count as u64;
     }
 }
 
