@@ -293,3 +293,30 @@ fn promtool_check(text: &str) {
         util::promtool_check(&promtool, text);
     }
 }
+
+#[test]
+fn an_unreadable_log_file_is_skipped_and_counted() {
+    if !util::require_root("running the exporter as another user") {
+        return;
+    }
+    let Some(setpriv) = util::require_tool("setpriv") else { return };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = dir.path().join("secret.log");
+    std::fs::write(&secret, "(node:1) Warning: hidden\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let open = dir.path().join("open.log");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = Command::new(setpriv);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(util::exporter_bin());
+    let glob = glob_flag(dir.path());
+    let exporter = Exporter::start_with(cmd, &["--no-collector.inspector", FAST, &glob, "--log.start-at=beginning"]);
+    let n = exporter.wait_metric("nodejs_leak_exporter_log_file_errors_total", &[("reason", "permission_denied")]);
+    assert_eq!(n, 1.0, "counted once, not at every poll");
+    // The readable file next to it is still followed.
+    std::fs::write(&open, "(node:2) Warning: visible\n").unwrap();
+    exporter.wait_metric("nodejs_warnings_total", &[("app", "open"), ("name", "Warning")]);
+    assert!(metric_value(&exporter.metrics(), "nodejs_warnings_total", &[("app", "secret")]).is_none());
+}
