@@ -89,7 +89,10 @@ fn write_log(path: &std::path::Path, bytes: usize, format: Format) -> u64 {
         written += line.len();
         i += 1;
     }
-    let crash = format!("{}FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n", prefix("stderr"));
+    let crash = format!(
+        "{}FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n",
+        prefix("stderr")
+    );
     out.write_all(crash.as_bytes()).expect("write");
     written += crash.len();
     out.flush().expect("flush");
@@ -100,6 +103,7 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }

@@ -107,7 +107,8 @@ pub fn mann_kendall_confidence(values: &[f64]) -> f64 {
 pub fn normal_cdf(z: f64) -> f64 {
     let x = z.abs() / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly =
+        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erf = 1.0 - poly * (-x * x).exp();
     if z >= 0.0 {
         0.5 * (1.0 + erf)
@@ -257,7 +258,8 @@ mod tests {
 
     #[test]
     fn floors_are_the_lows_after_each_drop() {
-        let series = [(0.0, 10.0), (1.0, 20.0), (2.0, 30.0), (3.0, 12.0), (4.0, 11.0), (5.0, 25.0), (6.0, 13.0), (7.0, 20.0)];
+        let series =
+            [(0.0, 10.0), (1.0, 20.0), (2.0, 30.0), (3.0, 12.0), (4.0, 11.0), (5.0, 25.0), (6.0, 13.0), (7.0, 20.0)];
         assert_eq!(floor_points(&series, 5.0), vec![(4.0, 11.0), (6.0, 13.0)]);
         let rising = [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)];
         assert_eq!(floor_points(&rising, 5.0), rising.to_vec());

@@ -221,7 +221,9 @@ impl Parsed {
         }
         for p in &a.log_paths {
             let (app, path) = match p.split_once('=') {
-                Some((app, path)) if !app.contains('/') && !app.contains('*') => (Some(app.to_string()), path.to_string()),
+                Some((app, path)) if !app.contains('/') && !app.contains('*') => {
+                    (Some(app.to_string()), path.to_string())
+                }
                 _ => (None, p.clone()),
             };
             c.collectors.logs.paths.push(crate::config::LogPath { path, app });

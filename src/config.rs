@@ -143,7 +143,12 @@ fn default_exclude() -> Vec<Matcher> {
         Matcher { cmdline: pattern(r"^PM2 v\S+: God Daemon"), ..Matcher::default() },
         // Wrappers set process.title to their own name or run a well-known entry script.
         Matcher { comm: pattern(r"^(npm|npx|yarn|pnpm|nodemon|pm2|corepack)( .*)?$"), ..Matcher::default() },
-        Matcher { script: pattern(r"^(npm-cli\.js|npx-cli\.js|yarn\.c?js|pnpm\.c?js|nodemon(\.js)?|pm2|corepack(\.c?js)?|npm|npx|yarn|pnpm)$"), ..Matcher::default() },
+        Matcher {
+            script: pattern(
+                r"^(npm-cli\.js|npx-cli\.js|yarn\.c?js|pnpm\.c?js|nodemon(\.js)?|pm2|corepack(\.c?js)?|npm|npx|yarn|pnpm)$",
+            ),
+            ..Matcher::default()
+        },
     ]
 }
 
@@ -278,11 +283,9 @@ impl AppTemplate {
                 "user" => TemplateVar::User,
                 _ => match name.strip_prefix("match.") {
                     Some(group) if !group.is_empty() => TemplateVar::Match(group.to_string()),
-                    _ => {
-                        return Err(format!(
-                            "unknown template variable {{{name}}}; known: comm, exe, script, script_dir, user, match.NAME"
-                        ))
-                    }
+                    _ => return Err(format!(
+                        "unknown template variable {{{name}}}; known: comm, exe, script, script_dir, user, match.NAME"
+                    )),
                 },
             };
             parts.push(TemplatePart::Var(var));
@@ -327,7 +330,7 @@ impl<'de> Deserialize<'de> for AppTemplate {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorsConfig {
     /// Process memory, CPU, fds, sockets and threads from /proc.
@@ -390,17 +393,6 @@ pub struct LogPath {
 pub enum StartAt {
     End,
     Beginning,
-}
-
-impl Default for CollectorsConfig {
-    fn default() -> Self {
-        CollectorsConfig {
-            procfs: ProcfsCollectorConfig::default(),
-            cgroup: ToggleConfig::default(),
-            inspector: InspectorConfig::default(),
-            logs: LogsConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -514,7 +506,9 @@ impl Config {
             return Err(invalid("sample.interval", "must be between 100ms and 1h"));
         }
         let i = &self.collectors.inspector;
-        for (field, d) in [("connect_timeout", i.connect_timeout), ("call_timeout", i.call_timeout), ("max_backoff", i.max_backoff)] {
+        for (field, d) in
+            [("connect_timeout", i.connect_timeout), ("call_timeout", i.call_timeout), ("max_backoff", i.max_backoff)]
+        {
             if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
                 return Err(invalid(format!("collectors.inspector.{field}"), "must be between 10ms and 1h"));
             }
@@ -553,17 +547,18 @@ impl Config {
             for (i, m) in matchers.iter().enumerate() {
                 let field = format!("discovery.{list}[{i}]");
                 if m.is_empty() {
-                    return Err(invalid(field, "a matcher needs at least one of name, comm, exe, cmdline, script, user"));
+                    return Err(invalid(
+                        field,
+                        "a matcher needs at least one of name, comm, exe, cmdline, script, user",
+                    ));
                 }
                 if list == "exclude" && m.app.is_some() {
                     return Err(invalid(format!("{field}.app"), "an exclude matcher names nothing"));
                 }
                 if let Some(app) = &m.app {
                     for group in app.match_groups() {
-                        let has_group = m
-                            .cmdline
-                            .as_ref()
-                            .is_some_and(|re| re.0.capture_names().flatten().any(|n| n == group));
+                        let has_group =
+                            m.cmdline.as_ref().is_some_and(|re| re.0.capture_names().flatten().any(|n| n == group));
                         if !has_group {
                             return Err(invalid(
                                 format!("{field}.app"),
@@ -659,7 +654,8 @@ mod tests {
 
     #[test]
     fn user_by_name_or_uid() {
-        let c = Config::from_yaml("discovery:\n  include:\n    - user: 1000\n    - user: '0'\n    - user: alice\n").unwrap();
+        let c = Config::from_yaml("discovery:\n  include:\n    - user: 1000\n    - user: '0'\n    - user: alice\n")
+            .unwrap();
         let users: Vec<_> = c.discovery.include.iter().map(|m| m.user.clone().unwrap()).collect();
         assert_eq!(users, vec![UserSpec::Uid(1000), UserSpec::Uid(0), UserSpec::Name("alice".into())]);
     }

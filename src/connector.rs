@@ -29,7 +29,9 @@ impl Connector for DirectConnector {
                     stream.set_nodelay(true)?;
                     Ok(stream)
                 }
-                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connect to {addr} timed out"))),
+                Err(_) => {
+                    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connect to {addr} timed out")))
+                }
             }
         })
     }

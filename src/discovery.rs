@@ -108,14 +108,14 @@ impl Discovery {
                 .map(|(i, m)| match &m.user {
                     None => Ok(None),
                     Some(UserSpec::Uid(uid)) => Ok(Some(*uid)),
-                    Some(UserSpec::Name(name)) => users
-                        .iter()
-                        .find(|(_, n)| *n == name)
-                        .map(|(uid, _)| Some(*uid))
-                        .ok_or_else(|| ConfigError::Invalid {
-                            field: format!("discovery.{list}[{i}].user"),
-                            message: format!("no user named {name:?} in {}", passwd.display()),
-                        }),
+                    Some(UserSpec::Name(name)) => {
+                        users.iter().find(|(_, n)| *n == name).map(|(uid, _)| Some(*uid)).ok_or_else(|| {
+                            ConfigError::Invalid {
+                                field: format!("discovery.{list}[{i}].user"),
+                                message: format!("no user named {name:?} in {}", passwd.display()),
+                            }
+                        })
+                    }
                 })
                 .collect()
         };
@@ -266,7 +266,7 @@ impl Discovery {
         if let Some(v) = self.versions.get(&key) {
             return v.clone();
         }
-        let version = std::fs::File::open(&exe_path).ok().and_then(|f| scan_node_version(f));
+        let version = std::fs::File::open(&exe_path).ok().and_then(scan_node_version);
         if self.versions.len() >= 64 {
             self.versions.clear();
         }
@@ -537,10 +537,7 @@ pub fn base_name(path: &str) -> String {
 
 fn parent_name(path: &str) -> String {
     let p = Path::new(path);
-    p.parent()
-        .and_then(Path::file_name)
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.parent().and_then(Path::file_name).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Label values are free text; bound their length and drop control characters.
@@ -589,13 +586,19 @@ pub fn parse_environ(buf: &[u8]) -> EnvFacts {
         json.name.map(|name| Pm2Info {
             name,
             id: json.pm_id.as_ref().and_then(json_scalar),
-            max_memory_restart: json.max_memory_restart.as_ref().and_then(json_scalar).and_then(|s| parse_memory_size(&s)),
+            max_memory_restart: json
+                .max_memory_restart
+                .as_ref()
+                .and_then(json_scalar)
+                .and_then(|s| parse_memory_size(&s)),
         })
     } else {
         // Fork mode: PM2 flattens its fields into the environment; `pm_id` tells it from an app
         // that merely has a `name` variable.
         match (name, pm_id) {
-            (Some(name), Some(id)) if !name.is_empty() => Some(Pm2Info { name, id: Some(id), max_memory_restart: max_memory }),
+            (Some(name), Some(id)) if !name.is_empty() => {
+                Some(Pm2Info { name, id: Some(id), max_memory_restart: max_memory })
+            }
             _ => None,
         }
     };
@@ -627,7 +630,7 @@ pub fn parse_memory_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let n: f64 = digits.trim().parse().ok()?;
-    (n.is_finite() && n > 0.0).then(|| (n * mult as f64) as u64)
+    (n.is_finite() && n > 0.0).then_some((n * mult as f64) as u64)
 }
 
 /// uid → name from a passwd file. A missing or unreadable file leaves uids numeric.
@@ -654,7 +657,10 @@ mod tests {
     #[test]
     fn main_script_skips_options_and_their_values() {
         assert_eq!(main_script(&argv("node server.js --port 3")).as_deref(), Some("server.js"));
-        assert_eq!(main_script(&argv("node --inspect=127.0.0.1:0 -r dotenv/config app/main.js")).as_deref(), Some("app/main.js"));
+        assert_eq!(
+            main_script(&argv("node --inspect=127.0.0.1:0 -r dotenv/config app/main.js")).as_deref(),
+            Some("app/main.js")
+        );
         assert_eq!(main_script(&argv("node --max-old-space-size=64 --import tsx ./a.mjs")).as_deref(), Some("./a.mjs"));
         assert_eq!(main_script(&argv("node --inspect-port 0 x.js")).as_deref(), Some("x.js"));
         assert_eq!(main_script(&argv("node -e 1")).as_deref(), Some("[eval]"));
@@ -673,7 +679,8 @@ mod tests {
 
     #[test]
     fn pm2_fork_mode_environment() {
-        let env = b"PATH=/bin\0name=api\0pm_id=3\0max_memory_restart=209715200\0SECRET=x\0NODE_OPTIONS=--inspect-port=0\0";
+        let env =
+            b"PATH=/bin\0name=api\0pm_id=3\0max_memory_restart=209715200\0SECRET=x\0NODE_OPTIONS=--inspect-port=0\0";
         let f = parse_environ(env);
         assert_eq!(
             f.pm2,
@@ -687,7 +694,10 @@ mod tests {
         let env = br#"HOME=/root pm2_env={"name":"clu","env":{"SECRET":"s"},"pm_id":2,"max_memory_restart":"300M"}"#;
         let env: Vec<u8> = env.iter().map(|b| if *b == b' ' { 0 } else { *b }).collect();
         let f = parse_environ(&env);
-        assert_eq!(f.pm2, Some(Pm2Info { name: "clu".into(), id: Some("2".into()), max_memory_restart: Some(300 << 20) }));
+        assert_eq!(
+            f.pm2,
+            Some(Pm2Info { name: "clu".into(), id: Some("2".into()), max_memory_restart: Some(300 << 20) })
+        );
     }
 
     #[test]

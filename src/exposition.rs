@@ -71,7 +71,16 @@ impl Families {
 
     /// Adds one histogram sample: cumulative `counts` for each of `bounds`, then +Inf = `count`.
     #[allow(clippy::too_many_arguments)]
-    pub fn histogram(&mut self, name: &str, help: &str, labels: &[(&str, &str)], bounds: &[f64], counts: &[u64], count: u64, sum: f64) {
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        counts: &[u64],
+        count: u64,
+        sum: f64,
+    ) {
         let mut h = prometheus::proto::Histogram::default();
         h.set_sample_count(count);
         h.set_sample_sum(sum);
@@ -138,12 +147,7 @@ pub fn render_identity(targets: &[&Target], out: &mut Families) {
             t,
             "nodejs_process_info",
             "Identity of a watched Node.js process; join on pid for the PM2 id, Node.js version, user and cgroup.",
-            &[
-                ("pm2_id", pm2_id),
-                ("node_version", node_version),
-                ("user", &id.user),
-                ("cgroup", cgroup),
-            ],
+            &[("pm2_id", pm2_id), ("node_version", node_version), ("user", &id.user), ("cgroup", cgroup)],
             1.0,
         );
         if let Some(limit) = id.pm2.as_ref().and_then(|p| p.max_memory_restart) {
@@ -153,7 +157,8 @@ pub fn render_identity(targets: &[&Target], out: &mut Families) {
 }
 
 pub const WARNINGS: &str = "nodejs_warnings_total";
-pub const WARNINGS_HELP: &str = "Process warnings by name, from the inspector and from logs (a warning seen by both counts once).";
+pub const WARNINGS_HELP: &str =
+    "Process warnings by name, from the inspector and from logs (a warning seen by both counts once).";
 pub const MAX_LISTENERS: &str = "nodejs_max_listeners_exceeded_warnings_total";
 pub const MAX_LISTENERS_HELP: &str = "MaxListenersExceededWarning by event and emitter type. Node warns once per emitter and event, so one count is a leak already past its limit.";
 pub const RESTARTS: &str = "nodejs_process_restarts_total";
@@ -169,11 +174,15 @@ pub fn render_warnings(targets: &[&Target], out: &mut Families) {
         let logs = t.readings.logs.as_ref();
         let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
         let mut listeners: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for (k, v) in inspector.iter().flat_map(|r| r.warnings.iter()).chain(logs.iter().flat_map(|l| l.by_name.iter())) {
+        for (k, v) in inspector.iter().flat_map(|r| r.warnings.iter()).chain(logs.iter().flat_map(|l| l.by_name.iter()))
+        {
             let e = by_name.entry(k.as_str()).or_default();
             *e = (*e).max(*v);
         }
-        let sources = inspector.iter().flat_map(|r| r.max_listeners.iter()).chain(logs.iter().flat_map(|l| l.max_listeners.iter()));
+        let sources = inspector
+            .iter()
+            .flat_map(|r| r.max_listeners.iter())
+            .chain(logs.iter().flat_map(|l| l.max_listeners.iter()));
         for ((event, emitter), v) in sources {
             let e = listeners.entry((event.as_str(), emitter.as_str())).or_default();
             *e = (*e).max(*v);
@@ -182,7 +191,13 @@ pub fn render_warnings(targets: &[&Target], out: &mut Families) {
             out.target_counter(t, WARNINGS, WARNINGS_HELP, &[("name", name)], n as f64);
         }
         for ((event, emitter), n) in listeners {
-            out.target_counter(t, MAX_LISTENERS, MAX_LISTENERS_HELP, &[("event", event), ("emitter", emitter)], n as f64);
+            out.target_counter(
+                t,
+                MAX_LISTENERS,
+                MAX_LISTENERS_HELP,
+                &[("event", event), ("emitter", emitter)],
+                n as f64,
+            );
         }
     }
 }

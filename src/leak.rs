@@ -29,7 +29,8 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 6] = [Signal::HeapUsed, Signal::Rss, Signal::External, Signal::OpenFds, Signal::Sockets, Signal::ActiveResources];
+    pub const ALL: [Signal; 6] =
+        [Signal::HeapUsed, Signal::Rss, Signal::External, Signal::OpenFds, Signal::Sockets, Signal::ActiveResources];
 
     pub fn as_label(self) -> &'static str {
         match self {
@@ -285,7 +286,9 @@ impl LeakState {
     /// The growth rate of a signal worth projecting: the shortest window that speaks and is
     /// confident the floor rises.
     pub fn projected_slope(&self, signal: Signal) -> Option<f64> {
-        self.results(signal).find(|r| r.speaks && r.estimate.confidence >= CLEAR_BELOW && r.estimate.slope > 0.0).map(|r| r.estimate.slope)
+        self.results(signal)
+            .find(|r| r.speaks && r.estimate.confidence >= CLEAR_BELOW && r.estimate.slope > 0.0)
+            .map(|r| r.estimate.slope)
     }
 
     /// Seconds until `value` reaches `limit` at the projected growth; none when not growing.
@@ -295,6 +298,7 @@ impl LeakState {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     signal: Signal,
     w: &WindowHistory,
@@ -362,14 +366,26 @@ mod tests {
     }
 
     fn heap_obs(t: f64, v: f64) -> Observation {
-        let mut o = Observation { t, age: t + 3600.0, inspector_age: Some(t + 3600.0), heap_limit: Some(2048.0 * MIB), ..Observation::default() };
+        let mut o = Observation {
+            t,
+            age: t + 3600.0,
+            inspector_age: Some(t + 3600.0),
+            heap_limit: Some(2048.0 * MIB),
+            ..Observation::default()
+        };
         o.values[Signal::HeapUsed.index()] = Some(v);
         o
     }
 
     /// Runs a heap sawtooth through the analysis; returns when (seconds) the verdict was first up
     /// and whether it was up at the end.
-    fn run(minutes: f64, amplitude: f64, gc_period: f64, leak_per_min: f64, plateau_after: Option<f64>) -> (Option<f64>, bool) {
+    fn run(
+        minutes: f64,
+        amplitude: f64,
+        gc_period: f64,
+        leak_per_min: f64,
+        plateau_after: Option<f64>,
+    ) -> (Option<f64>, bool) {
         let s = settings();
         let mut state = LeakState::new(&s);
         let mut first = None;

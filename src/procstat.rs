@@ -93,7 +93,10 @@ mod tests {
         let line = "4242 (my (weird) app) S 1 4242 4242 0 -1 4194304 1000 0 0 0 150 25 0 0 20 0 11 0 123456 1090519040 12000 18446744073709551615 1 1 0 0 0 0 0 4096 134234626 0 0 0 17 1 0 0 0 0 0\n";
         let s = parse_stat(line).unwrap();
         assert_eq!(s.comm, "my (weird) app");
-        assert_eq!((s.state, s.utime, s.stime, s.num_threads, s.starttime, s.vsize, s.rss), ('S', 150, 25, 11, 123456, 1090519040, 12000));
+        assert_eq!(
+            (s.state, s.utime, s.stime, s.num_threads, s.starttime, s.vsize, s.rss),
+            ('S', 150, 25, 11, 123456, 1090519040, 12000)
+        );
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S 1"), None);
     }

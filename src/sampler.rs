@@ -80,24 +80,33 @@ impl SelfMetrics {
             &["version", "revision"],
         )
         .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("NLE_REVISION").unwrap_or("unknown")]).set(1.0);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("NLE_REVISION").unwrap_or("unknown")])
+            .set(1.0);
         let targets = GaugeVec::new(
             Opts::new("nodejs_leak_exporter_targets", "Watched processes by state: warming (younger than the minimum age), active, exited (kept for the exit retention)."),
             &["state"],
         )
         .expect("valid metric");
         let collector_duration = GaugeVec::new(
-            Opts::new("nodejs_leak_exporter_collector_duration_seconds", "Time the collector took over all targets in the last sample."),
+            Opts::new(
+                "nodejs_leak_exporter_collector_duration_seconds",
+                "Time the collector took over all targets in the last sample.",
+            ),
             &["collector"],
         )
         .expect("valid metric");
         let collector_errors = IntCounterVec::new(
-            Opts::new("nodejs_leak_exporter_collector_errors_total", "Reads that failed, by collector and reason; a process that exits is not an error."),
+            Opts::new(
+                "nodejs_leak_exporter_collector_errors_total",
+                "Reads that failed, by collector and reason; a process that exits is not an error.",
+            ),
             &["collector", "reason"],
         )
         .expect("valid metric");
         let sample_duration =
-            Gauge::new("nodejs_leak_exporter_sample_duration_seconds", "Duration of the last sample of all targets.").expect("valid metric");
+            Gauge::new("nodejs_leak_exporter_sample_duration_seconds", "Duration of the last sample of all targets.")
+                .expect("valid metric");
         let samples = IntCounter::new("nodejs_leak_exporter_samples_total", "Samples taken.").expect("valid metric");
         let last_sample = Gauge::new(
             "nodejs_leak_exporter_last_sample_timestamp_seconds",
@@ -109,8 +118,11 @@ impl SelfMetrics {
             "Node.js processes discovered since the exporter started.",
         )
         .expect("valid metric");
-        let processes_scanned =
-            Gauge::new("nodejs_leak_exporter_scanned_processes", "Processes of any kind seen under procfs at the last scan.").expect("valid metric");
+        let processes_scanned = Gauge::new(
+            "nodejs_leak_exporter_scanned_processes",
+            "Processes of any kind seen under procfs at the last scan.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(targets.clone()),
@@ -177,7 +189,8 @@ impl Sampler {
         context: &crate::collect::Context,
         publish: watch::Sender<Arc<Snapshot>>,
     ) -> Result<Self, crate::config::ConfigError> {
-        let discovery = Discovery::new(&config.paths.procfs, &config.paths.rootfs.join("etc/passwd"), config.discovery.clone())?;
+        let discovery =
+            Discovery::new(&config.paths.procfs, &config.paths.rootfs.join("etc/passwd"), config.discovery.clone())?;
         Ok(Sampler {
             procfs: config.paths.procfs.clone(),
             interval: config.sample.interval,
@@ -297,7 +310,12 @@ impl Sampler {
         render_identity(&exported, &mut families);
         crate::exposition::render_warnings(&exported, &mut families);
         for (app, n) in self.registry.restarts() {
-            families.counter(crate::exposition::RESTARTS, crate::exposition::RESTARTS_HELP, &[("app", app), ("namespace", ""), ("pod", ""), ("container", "")], *n as f64);
+            families.counter(
+                crate::exposition::RESTARTS,
+                crate::exposition::RESTARTS_HELP,
+                &[("app", app), ("namespace", ""), ("pod", ""), ("container", "")],
+                *n as f64,
+            );
         }
         for collector in &self.collectors {
             collector.render(&exported, &mut families);
@@ -326,10 +344,30 @@ impl Sampler {
         let Ok(me) = procfs::process::Process::myself() else { return };
         let Ok((r, _)) = self.own.read(&me, None, None) else { return };
         let p = "nodejs_leak_exporter_process_";
-        out.counter(&format!("{p}cpu_seconds_total"), "CPU time the exporter spent, in seconds.", &[], r.cpu_user_seconds + r.cpu_system_seconds);
-        out.gauge(&format!("{p}resident_memory_bytes"), "Resident memory of the exporter in bytes.", &[], r.resident_bytes as f64);
-        out.gauge(&format!("{p}virtual_memory_bytes"), "Virtual memory of the exporter in bytes.", &[], r.virtual_bytes as f64);
-        out.gauge(&format!("{p}start_time_seconds"), "Start time of the exporter since unix epoch in seconds.", &[], r.start_time_seconds);
+        out.counter(
+            &format!("{p}cpu_seconds_total"),
+            "CPU time the exporter spent, in seconds.",
+            &[],
+            r.cpu_user_seconds + r.cpu_system_seconds,
+        );
+        out.gauge(
+            &format!("{p}resident_memory_bytes"),
+            "Resident memory of the exporter in bytes.",
+            &[],
+            r.resident_bytes as f64,
+        );
+        out.gauge(
+            &format!("{p}virtual_memory_bytes"),
+            "Virtual memory of the exporter in bytes.",
+            &[],
+            r.virtual_bytes as f64,
+        );
+        out.gauge(
+            &format!("{p}start_time_seconds"),
+            "Start time of the exporter since unix epoch in seconds.",
+            &[],
+            r.start_time_seconds,
+        );
         if let Some(v) = r.open_fds {
             out.gauge(&format!("{p}open_fds"), "Open file descriptors of the exporter.", &[], v as f64);
         }

@@ -80,7 +80,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(min_age: Duration, exit_retention: Duration) -> Self {
-        Registry { targets: BTreeMap::new(), min_age, exit_retention, pm2_instances: Default::default(), restarts: BTreeMap::new() }
+        Registry {
+            targets: BTreeMap::new(),
+            min_age,
+            exit_retention,
+            pm2_instances: Default::default(),
+            restarts: BTreeMap::new(),
+        }
     }
 
     pub fn contains(&self, key: &ProcessKey) -> bool {

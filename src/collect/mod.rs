@@ -61,9 +61,9 @@ impl Reason {
         match e {
             ::procfs::ProcError::PermissionDenied(_) => Reason::PermissionDenied,
             ::procfs::ProcError::NotFound(_) => Reason::Unsupported,
-            ::procfs::ProcError::Incomplete(_) | ::procfs::ProcError::Other(_) | ::procfs::ProcError::InternalError(_) => {
-                Reason::Parse
-            }
+            ::procfs::ProcError::Incomplete(_)
+            | ::procfs::ProcError::Other(_)
+            | ::procfs::ProcError::InternalError(_) => Reason::Parse,
             ::procfs::ProcError::Io(..) => Reason::Io,
         }
     }
@@ -214,7 +214,12 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         default_enabled: true,
         switch: |c| &mut c.inspector.enabled,
         build: |c, ctx| {
-            let settings = inspector::Settings::new(&c.collectors.inspector, c.paths.procfs.clone(), c.sample.interval, ctx.instance.clone());
+            let settings = inspector::Settings::new(
+                &c.collectors.inspector,
+                c.paths.procfs.clone(),
+                c.sample.interval,
+                ctx.instance.clone(),
+            );
             Box::new(inspector::InspectorCollector::new(ctx.runtime.clone(), ctx.connector.clone(), settings))
         },
     },
@@ -223,7 +228,13 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         help: "warnings and heap-OOM crashes from PM2, Kubernetes container and configured log files",
         default_enabled: true,
         switch: |c| &mut c.logs.enabled,
-        build: |c, _| Box::new(logs::LogsCollector::new(&c.collectors.logs, c.paths.rootfs.clone(), c.collectors.inspector.label_limit)),
+        build: |c, _| {
+            Box::new(logs::LogsCollector::new(
+                &c.collectors.logs,
+                c.paths.rootfs.clone(),
+                c.collectors.inspector.label_limit,
+            ))
+        },
     },
 ];
 

@@ -168,7 +168,10 @@ impl ProcfsCollector {
         // that hoards connections changes it) and at least once a minute.
         let count = self.fd_count(handle.pid);
         let reuse = previous.filter(|p| {
-            count.is_some() && p.open_fds == count && p.sockets.is_some() && p.fds_read_at.is_some_and(|at| at.elapsed() < SOCKETS_REFRESH)
+            count.is_some()
+                && p.open_fds == count
+                && p.sockets.is_some()
+                && p.fds_read_at.is_some_and(|at| at.elapsed() < SOCKETS_REFRESH)
         });
         match reuse {
             Some(p) => {
@@ -217,15 +220,19 @@ impl ProcfsCollector {
     /// through the process handle (the procfs crate's iterator makes four syscalls per fd).
     fn read_fds(&mut self, handle: &Process) -> Result<(u64, SocketCounts), Reason> {
         let dir = handle
-            .open_relative_flags("fd", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC)
+            .open_relative_flags(
+                "fd",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            )
             .map_err(|e| Reason::from_proc_error(&e))?;
         let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
         // The Dir takes the fd over (no second open of "."); `raw` stays valid while it lives.
-        let mut entries = rustix::fs::Dir::new(std::os::fd::OwnedFd::from(dir)).map_err(|e| Reason::from_io_error(&e.into()))?;
+        let entries =
+            rustix::fs::Dir::new(std::os::fd::OwnedFd::from(dir)).map_err(|e| Reason::from_io_error(&e.into()))?;
         let mut open = 0;
         let mut inodes = Vec::new();
         let mut link = [0u8; 64];
-        while let Some(entry) = entries.next() {
+        for entry in entries {
             let Ok(entry) = entry else { break };
             let name = entry.file_name();
             if name.to_bytes().first().is_none_or(|b| !b.is_ascii_digit()) {
@@ -263,11 +270,7 @@ impl ProcfsCollector {
         let base = self.procfs.join(handle.pid.to_string());
         let ns = std::fs::read_link(base.join("ns/net")).ok()?;
         let ns_inode = bracketed_inode(&ns.to_string_lossy())?;
-        if !self.net_tables.contains_key(&ns_inode) {
-            let table = read_net_table(&base.join("net"));
-            self.net_tables.insert(ns_inode, table);
-        }
-        self.net_tables.get(&ns_inode)
+        Some(self.net_tables.entry(ns_inode).or_insert_with(|| read_net_table(&base.join("net"))))
     }
 }
 
@@ -397,7 +400,13 @@ impl Collector for ProcfsCollector {
 
 fn render_process(out: &mut Families, t: &Target, r: &ProcReadings) {
     out.target_counter(t, "process_cpu_user_seconds_total", "User CPU time spent in seconds.", &[], r.cpu_user_seconds);
-    out.target_counter(t, "process_cpu_system_seconds_total", "System CPU time spent in seconds.", &[], r.cpu_system_seconds);
+    out.target_counter(
+        t,
+        "process_cpu_system_seconds_total",
+        "System CPU time spent in seconds.",
+        &[],
+        r.cpu_system_seconds,
+    );
     out.target_counter(
         t,
         "process_cpu_seconds_total",
@@ -412,10 +421,22 @@ fn render_process(out: &mut Families, t: &Target, r: &ProcReadings) {
         &[],
         r.start_time_seconds,
     );
-    out.target_gauge(t, "process_resident_memory_bytes", "Resident memory size in bytes.", &[], r.resident_bytes as f64);
+    out.target_gauge(
+        t,
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        &[],
+        r.resident_bytes as f64,
+    );
     out.target_gauge(t, "process_virtual_memory_bytes", "Virtual memory size in bytes.", &[], r.virtual_bytes as f64);
     if let Some(v) = r.data_bytes {
-        out.target_gauge(t, "process_heap_bytes", "Process data segment size (VmData) in bytes, as prom-client names it.", &[], v as f64);
+        out.target_gauge(
+            t,
+            "process_heap_bytes",
+            "Process data segment size (VmData) in bytes, as prom-client names it.",
+            &[],
+            v as f64,
+        );
     }
     for (kind, v) in [("anon", r.rss_anon_bytes), ("file", r.rss_file_bytes), ("shmem", r.rss_shmem_bytes)] {
         if let Some(v) = v {

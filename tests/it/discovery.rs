@@ -30,8 +30,12 @@ fn plain_node_process_is_exported_with_its_memory() {
         let v = metric_value(&text, name, &l).unwrap_or_else(|| panic!("{name} missing for pid {pid}"));
         assert!(v > 0.0, "{name} = {v}");
     }
-    let anon = metric_value(&text, "nodejs_process_resident_memory_breakdown_bytes", &[("pid", &pid), ("type", "anon")]).unwrap();
-    let file = metric_value(&text, "nodejs_process_resident_memory_breakdown_bytes", &[("pid", &pid), ("type", "file")]).unwrap();
+    let anon =
+        metric_value(&text, "nodejs_process_resident_memory_breakdown_bytes", &[("pid", &pid), ("type", "anon")])
+            .unwrap();
+    let file =
+        metric_value(&text, "nodejs_process_resident_memory_breakdown_bytes", &[("pid", &pid), ("type", "file")])
+            .unwrap();
     assert!(anon > 0.0 && file > 0.0);
     // The start time is the real one, within a few seconds of now minus the process's age.
     let start = metric_value(&text, "process_start_time_seconds", &l).unwrap();
@@ -283,7 +287,9 @@ fn endpoints_follow_the_exporter_conventions() {
     assert_eq!(status, 200);
     assert!(body.contains("nodejs_leak_exporter_build_info{"));
     assert!(metric_value(&body, "nodejs_leak_exporter_targets", &[("state", "active")]).unwrap() >= 1.0);
-    assert!(metric_value(&body, "nodejs_leak_exporter_collector_duration_seconds", &[("collector", "procfs")]).is_some());
+    assert!(
+        metric_value(&body, "nodejs_leak_exporter_collector_duration_seconds", &[("collector", "procfs")]).is_some()
+    );
     // Its own process metrics never collide with the watched processes' names.
     assert!(metric_value(&body, "nodejs_leak_exporter_process_resident_memory_bytes", &[]).unwrap() > 0.0);
 }
@@ -309,11 +315,14 @@ fn bad_configuration_is_refused_with_the_field_and_line() {
 fn full_output_passes_promtool_check_metrics() {
     let Some(promtool) = util::require_tool("promtool") else { return };
     let Some(_plain) = NodeApp::fixture("idle.js", &[], &[]) else { return };
-    let Some(pm2) = NodeApp::fixture("idle.js", &[], &[("name", "x"), ("pm_id", "1"), ("max_memory_restart", "100M")]) else {
+    let Some(pm2) = NodeApp::fixture("idle.js", &[], &[("name", "x"), ("pm_id", "1"), ("max_memory_restart", "100M")])
+    else {
         return;
     };
     let Some(sockets) = NodeApp::fixture("sockets.js", &["2"], &[]) else { return };
-    let Some(inspected) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "listeners.js", &["abort"], &[]) else { return };
+    let Some(inspected) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "listeners.js", &["abort"], &[]) else {
+        return;
+    };
     let pids = [_plain.pid, pm2.pid, sockets.pid, inspected.pid];
     let exporter = Exporter::start_for(&pids, &["--collector.procfs.pss"]);
     let ipid = inspected.pid.to_string();

@@ -23,7 +23,8 @@ fn wait_connected(exporter: &Exporter, app: &NodeApp) {
     let v = exporter.wait_metric("nodejs_inspector_connected", &[("pid", &app.pid_label())]);
     if v != 1.0 {
         util::wait_for("the inspector session to connect", Duration::from_secs(20), || {
-            (metric_value(&exporter.metrics(), "nodejs_inspector_connected", &[("pid", &app.pid_label())]) == Some(1.0)).then_some(())
+            (metric_value(&exporter.metrics(), "nodejs_inspector_connected", &[("pid", &app.pid_label())]) == Some(1.0))
+                .then_some(())
         });
     }
 }
@@ -36,12 +37,18 @@ fn assert_heap_metrics(exporter: &Exporter, app: &NodeApp) {
     let limit = exporter.wait_metric("nodejs_heap_size_limit_bytes", &[("pid", &pid)]);
     assert!(used > 1e6 && used <= total && total < limit, "used {used} total {total} limit {limit}");
     let text = exporter.metrics();
-    assert!(metric_value(&text, "nodejs_heap_space_size_used_bytes", &[("pid", &pid), ("space", "old")]).unwrap() > 0.0);
+    assert!(
+        metric_value(&text, "nodejs_heap_space_size_used_bytes", &[("pid", &pid), ("space", "old")]).unwrap() > 0.0
+    );
     assert!(metric_value(&text, "nodejs_external_memory_bytes", &[("pid", &pid)]).unwrap() > 0.0);
     assert!(metric_value(&text, "nodejs_array_buffers_bytes", &[("pid", &pid)]).is_some());
     assert!(metric_value(&text, "nodejs_active_resources", &[("pid", &pid), ("type", "Timeout")]).unwrap() >= 1.0);
     let version = node_version();
-    assert_eq!(metric_value(&text, "nodejs_version_info", &[("pid", &pid), ("version", &version)]), Some(1.0), "{version}");
+    assert_eq!(
+        metric_value(&text, "nodejs_version_info", &[("pid", &pid), ("version", &version)]),
+        Some(1.0),
+        "{version}"
+    );
 }
 
 fn node_version() -> String {
@@ -99,8 +106,15 @@ fn no_inspector_is_not_an_error_and_nothing_is_activated_by_default() {
     util::wait_for("five more samples", Duration::from_secs(10), || {
         (metric_value(&exporter.metrics(), "nodejs_leak_exporter_samples_total", &[])? >= samples + 5.0).then_some(())
     });
-    assert!(locate::listening_sockets(std::path::Path::new("/proc"), app.pid).unwrap().is_empty(), "no port was opened");
-    let errors = metric_value(&exporter.metrics(), "nodejs_leak_exporter_collector_errors_total", &[("collector", "inspector"), ("reason", "not_available")]);
+    assert!(
+        locate::listening_sockets(std::path::Path::new("/proc"), app.pid).unwrap().is_empty(),
+        "no port was opened"
+    );
+    let errors = metric_value(
+        &exporter.metrics(),
+        "nodejs_leak_exporter_collector_errors_total",
+        &[("collector", "inspector"), ("reason", "not_available")],
+    );
     assert_eq!(errors, None, "'no inspector' is not counted as an error");
 }
 
@@ -124,10 +138,16 @@ fn listener_leak_on_an_event_emitter_is_counted() {
         &[("pid", &pid), ("event", "close"), ("emitter", "IncomingMessage")],
     );
     assert!(n >= 1.0);
-    assert!(exporter.wait_metric("nodejs_warnings_total", &[("pid", &pid), ("name", "MaxListenersExceededWarning")]) >= 1.0);
+    assert!(
+        exporter.wait_metric("nodejs_warnings_total", &[("pid", &pid), ("name", "MaxListenersExceededWarning")]) >= 1.0
+    );
     // It keeps counting: a new emitter leaks every 200 ms.
     util::wait_for("the count to grow", Duration::from_secs(10), || {
-        let v = metric_value(&exporter.metrics(), "nodejs_max_listeners_exceeded_warnings_total", &[("pid", &pid), ("event", "close")])?;
+        let v = metric_value(
+            &exporter.metrics(),
+            "nodejs_max_listeners_exceeded_warnings_total",
+            &[("pid", &pid), ("event", "close")],
+        )?;
         (v > n).then_some(())
     });
     assert!(exporter.log().contains("MaxListenersExceededWarning"), "a warning is logged with event and emitter");
@@ -155,7 +175,9 @@ fn listener_leak_on_a_bare_event_target_is_counted() {
 
 #[test]
 fn warnings_are_counted_even_with_no_warnings() {
-    let Some(app) = NodeApp::with_node_args(&[INSPECT_RANDOM, "--no-warnings"], "listeners.js", &["close"], &[]) else { return };
+    let Some(app) = NodeApp::with_node_args(&[INSPECT_RANDOM, "--no-warnings"], "listeners.js", &["close"], &[]) else {
+        return;
+    };
     let exporter = exporter_for(&[&app], &[]);
     exporter.wait_metric(
         "nodejs_max_listeners_exceeded_warnings_total",
@@ -193,8 +215,15 @@ fn a_process_killed_mid_session_is_an_exit_not_a_failure() {
     util::wait_for("more samples", Duration::from_secs(10), || {
         (metric_value(&exporter.metrics(), "nodejs_leak_exporter_samples_total", &[])? > before + 2.0).then_some(())
     });
-    assert_eq!(metric_value(&exporter.metrics(), "nodejs_inspector_connected", &[("pid", &other.pid_label())]), Some(1.0));
-    assert!(!exporter.log().contains(&format!("of pid {} ", app.pid)), "no warning logged for an exit:\n{}", exporter.log());
+    assert_eq!(
+        metric_value(&exporter.metrics(), "nodejs_inspector_connected", &[("pid", &other.pid_label())]),
+        Some(1.0)
+    );
+    assert!(
+        !exporter.log().contains(&format!("of pid {} ", app.pid)),
+        "no warning logged for an exit:\n{}",
+        exporter.log()
+    );
 }
 
 #[test]
@@ -206,7 +235,10 @@ fn a_port_that_accepts_and_never_answers_delays_nobody() {
     let port = silent.port.to_string();
     let exporter = exporter_for(&[&quiet, &app], &["--inspector.port", &port]);
     wait_connected(&exporter, &app);
-    let timeouts = exporter.wait_metric("nodejs_leak_exporter_collector_errors_total", &[("collector", "inspector"), ("reason", "timeout")]);
+    let timeouts = exporter.wait_metric(
+        "nodejs_leak_exporter_collector_errors_total",
+        &[("collector", "inspector"), ("reason", "timeout")],
+    );
     assert!(timeouts >= 1.0);
     // Scrapes stay fast while sessions wait on the silent port.
     for _ in 0..20 {
@@ -222,11 +254,16 @@ fn a_port_that_accepts_and_never_answers_delays_nobody() {
 
 #[test]
 fn a_non_inspector_http_server_on_the_port_is_a_protocol_error() {
-    let server = FakeServer::http("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>");
+    let server = FakeServer::http(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>",
+    );
     let Some(app) = NodeApp::fixture("idle.js", &[], &[]) else { return };
     let port = server.port.to_string();
     let exporter = exporter_for(&[&app], &["--inspector.port", &port]);
-    let n = exporter.wait_metric("nodejs_leak_exporter_collector_errors_total", &[("collector", "inspector"), ("reason", "protocol")]);
+    let n = exporter.wait_metric(
+        "nodejs_leak_exporter_collector_errors_total",
+        &[("collector", "inspector"), ("reason", "protocol")],
+    );
     assert!(n >= 1.0);
 }
 
@@ -238,7 +275,10 @@ fn garbage_and_early_close_from_a_fake_inspector_are_survived() {
     let port = garbage.port.to_string();
     let exporter = exporter_for(&[&quiet, &app], &["--inspector.port", &port]);
     wait_connected(&exporter, &app);
-    exporter.wait_metric("nodejs_leak_exporter_collector_errors_total", &[("collector", "inspector"), ("reason", "protocol")]);
+    exporter.wait_metric(
+        "nodejs_leak_exporter_collector_errors_total",
+        &[("collector", "inspector"), ("reason", "protocol")],
+    );
     assert_eq!(exporter.get("/-/healthy").0, 200);
 }
 
@@ -248,11 +288,16 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn open_session(pid: i32) -> Session {
-    let sockets = tokio::task::spawn_blocking(move || locate::listening_sockets(std::path::Path::new("/proc"), pid)).await.unwrap().unwrap();
+    let sockets = tokio::task::spawn_blocking(move || locate::listening_sockets(std::path::Path::new("/proc"), pid))
+        .await
+        .unwrap()
+        .unwrap();
     let mut last = None;
     for addr in sockets {
         match locate::probe(&DirectConnector, pid, addr, Duration::from_secs(2)).await {
-            Ok(path) => return Session::open(&DirectConnector, pid, addr, &path, Duration::from_secs(2)).await.unwrap().0,
+            Ok(path) => {
+                return Session::open(&DirectConnector, pid, addr, &path, Duration::from_secs(2)).await.unwrap().0
+            }
             Err(e) => last = Some((addr, e)),
         }
     }
@@ -261,7 +306,12 @@ async fn open_session(pid: i32) -> Session {
 
 async fn eval(session: &Session, expression: &str) -> serde_json::Value {
     let v = session
-        .call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true, "includeCommandLineAPI": true}), Duration::from_secs(5), 1 << 20)
+        .call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "includeCommandLineAPI": true}),
+            Duration::from_secs(5),
+            1 << 20,
+        )
         .await
         .unwrap();
     assert!(v.get("exceptionDetails").is_none(), "{expression}: {v}");
@@ -291,7 +341,10 @@ fn shutdown_removes_what_was_injected() {
     let before = rt.block_on(eval(&probe, "process.listenerCount('warning')"));
     let mut exporter = exporter_for(&[&app], &[]);
     wait_connected(&exporter, &app);
-    let during = rt.block_on(eval(&probe, "[typeof globalThis[Symbol.for('nodejs-leak-exporter')], process.listenerCount('warning')]"));
+    let during = rt.block_on(eval(
+        &probe,
+        "[typeof globalThis[Symbol.for('nodejs-leak-exporter')], process.listenerCount('warning')]",
+    ));
     assert_eq!(during[0], "object");
     assert_eq!(during[1], json!(before.as_i64().unwrap() + 1));
     exporter.stop();
@@ -316,7 +369,8 @@ fn a_thousand_reconnects_leave_the_heap_floor_where_an_unattached_twin_has_it() 
     });
     rt.block_on(async {
         for i in 0..1000 {
-            let (session, _events) = Session::open(&DirectConnector, app.pid, addr, &path, Duration::from_secs(5)).await.unwrap();
+            let (session, _events) =
+                Session::open(&DirectConnector, app.pid, addr, &path, Duration::from_secs(5)).await.unwrap();
             let install = inspector::install_expression(&format!("reconnect-{}", i % 3));
             let r = eval(&session, &install).await;
             assert!(r == "installed" || r == "present", "{r}");
@@ -352,7 +406,11 @@ fn sessions_are_shared_safely_across_exporters() {
     let pid = app.pid_label();
     let n = first.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("pid", &pid), ("event", "close")]);
     util::wait_for("counting to go on after the other exporter left", Duration::from_secs(10), || {
-        let v = metric_value(&first.metrics(), "nodejs_max_listeners_exceeded_warnings_total", &[("pid", &pid), ("event", "close")])?;
+        let v = metric_value(
+            &first.metrics(),
+            "nodejs_max_listeners_exceeded_warnings_total",
+            &[("pid", &pid), ("event", "close")],
+        )?;
         (v > n + 1.0).then_some(())
     });
 }

@@ -44,7 +44,9 @@ fn warnings_in_a_log_file_count_for_their_process() {
         &[("pid", &pid), ("event", "close"), ("emitter", "IncomingMessage")],
     );
     assert!(n >= 1.0);
-    assert!(exporter.wait_metric("nodejs_warnings_total", &[("pid", &pid), ("name", "MaxListenersExceededWarning")]) >= 1.0);
+    assert!(
+        exporter.wait_metric("nodejs_warnings_total", &[("pid", &pid), ("name", "MaxListenersExceededWarning")]) >= 1.0
+    );
     let lines = exporter.wait_metric("nodejs_leak_exporter_log_lines_total", &[]);
     assert!(lines >= 1.0);
 }
@@ -60,7 +62,8 @@ fn inspector_and_logs_count_a_warning_once() {
     exporter.wait_metric("nodejs_inspector_connected", &[("pid", &pid)]);
     util::wait_for("warnings from both sources", Duration::from_secs(15), || {
         let text = exporter.metrics();
-        let v = metric_value(&text, "nodejs_max_listeners_exceeded_warnings_total", &[("pid", &pid), ("event", "close")])?;
+        let v =
+            metric_value(&text, "nodejs_max_listeners_exceeded_warnings_total", &[("pid", &pid), ("event", "close")])?;
         (v >= 5.0).then_some(())
     });
     // Stop the leak, let both sources catch up, and compare with the lines in the file.
@@ -68,7 +71,11 @@ fn inspector_and_logs_count_a_warning_once() {
     let in_file = || std::fs::read_to_string(&log).unwrap().matches("MaxListenersExceededWarning").count() as f64;
     let expected = in_file();
     util::wait_for("the count to match the file", Duration::from_secs(15), || {
-        let v = metric_value(&exporter.metrics(), "nodejs_max_listeners_exceeded_warnings_total", &[("pid", &pid), ("event", "close")])?;
+        let v = metric_value(
+            &exporter.metrics(),
+            "nodejs_max_listeners_exceeded_warnings_total",
+            &[("pid", &pid), ("event", "close")],
+        )?;
         (v == expected).then_some(())
     });
     app.signal(libc::SIGCONT);
@@ -80,9 +87,14 @@ fn rotations_lose_no_line_and_count_none_twice() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let Some(mut logger) = NodeApp::fixture("logger.js", &[log.to_str().unwrap()], &[]) else { return };
-    let exporter = Exporter::start_for(&[logger.pid], &["--no-collector.inspector", FAST, &glob_flag(dir.path()), "--log.start-at=beginning"]);
+    let exporter = Exporter::start_for(
+        &[logger.pid],
+        &["--no-collector.inspector", FAST, &glob_flag(dir.path()), "--log.start-at=beginning"],
+    );
     let pid = logger.pid_label();
-    let count = |e: &Exporter| metric_value(&e.metrics(), "nodejs_warnings_total", &[("pid", &pid), ("name", "Warning")]).unwrap_or(0.0);
+    let count = |e: &Exporter| {
+        metric_value(&e.metrics(), "nodejs_warnings_total", &[("pid", &pid), ("name", "Warning")]).unwrap_or(0.0)
+    };
     let grows = |e: &Exporter, what: &str| {
         let before = count(e);
         util::wait_for(what, Duration::from_secs(15), || (count(e) > before + 20.0).then_some(()));
@@ -185,20 +197,40 @@ fn kubernetes_container_logs_in_cri_and_json_file_formats() {
         "2025-05-24T03:00:01.000000000Z stderr F FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
     ]);
     // Docker json-file.
-    container_log(root.path(), &format!("web-55aa_shop_server-{ID2}.log"), &[
-        r#"{"log":"(node:1) [DEP0005] DeprecationWarning: Buffer() is deprecated\n","stream":"stderr","time":"2025-05-24T03:00:00Z"}"#,
-        r#"{"log":"(node:1) MaxListenersExceededWarning: Possible EventTarget memory leak detected. 11 abort listeners added to [AbortSignal]. ","stream":"stderr","time":"2025-05-24T03:00:00Z"}"#,
-        r#"{"log":"Use events.setMaxListeners() to increase limit\n","stream":"stderr","time":"2025-05-24T03:00:00Z"}"#,
-    ]);
-    let listeners = exporter.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("app", "node"), ("event", "close"), ("emitter", "IncomingMessage")]);
+    container_log(
+        root.path(),
+        &format!("web-55aa_shop_server-{ID2}.log"),
+        &[
+            r#"{"log":"(node:1) [DEP0005] DeprecationWarning: Buffer() is deprecated\n","stream":"stderr","time":"2025-05-24T03:00:00Z"}"#,
+            r#"{"log":"(node:1) MaxListenersExceededWarning: Possible EventTarget memory leak detected. 11 abort listeners added to [AbortSignal]. ","stream":"stderr","time":"2025-05-24T03:00:00Z"}"#,
+            r#"{"log":"Use events.setMaxListeners() to increase limit\n","stream":"stderr","time":"2025-05-24T03:00:00Z"}"#,
+        ],
+    );
+    let listeners = exporter.wait_metric(
+        "nodejs_max_listeners_exceeded_warnings_total",
+        &[("app", "node"), ("event", "close"), ("emitter", "IncomingMessage")],
+    );
     assert_eq!(listeners, 1.0);
-    let oom = exporter.wait_metric("nodejs_heap_out_of_memory_crashes_total", &[("namespace", "shop"), ("pod", "api-7d9f"), ("container", "node")]);
+    let oom = exporter.wait_metric(
+        "nodejs_heap_out_of_memory_crashes_total",
+        &[("namespace", "shop"), ("pod", "api-7d9f"), ("container", "node")],
+    );
     assert_eq!(oom, 1.0);
-    exporter.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("app", "server"), ("event", "abort"), ("emitter", "AbortSignal")]);
+    exporter.wait_metric(
+        "nodejs_max_listeners_exceeded_warnings_total",
+        &[("app", "server"), ("event", "abort"), ("emitter", "AbortSignal")],
+    );
     exporter.wait_metric("nodejs_warnings_total", &[("app", "server"), ("name", "DeprecationWarning")]);
     // The container restarts: the same pod container with a new id.
-    container_log(root.path(), &format!("api-7d9f_shop_node-{}.log", "3".repeat(64)), &["2025-05-24T03:05:00Z stdout F started"]);
-    let restarts = exporter.wait_metric("nodejs_process_restarts_total", &[("namespace", "shop"), ("pod", "api-7d9f"), ("container", "node")]);
+    container_log(
+        root.path(),
+        &format!("api-7d9f_shop_node-{}.log", "3".repeat(64)),
+        &["2025-05-24T03:05:00Z stdout F started"],
+    );
+    let restarts = exporter.wait_metric(
+        "nodejs_process_restarts_total",
+        &[("namespace", "shop"), ("pod", "api-7d9f"), ("container", "node")],
+    );
     assert_eq!(restarts, 1.0);
     promtool_check(&exporter.metrics());
 }
@@ -222,16 +254,28 @@ fn bad_input_is_skipped_counted_and_bounded() {
         f.write_all(warning.trim_end().as_bytes()).unwrap();
     }
     std::fs::write(dir.path().join("core.log"), b"\x7fELF\x00\x00\x00\x01Warning: not text\n").unwrap();
-    let n = exporter.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("app", "bad"), ("emitter", "Pool")]);
+    let n =
+        exporter.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("app", "bad"), ("emitter", "Pool")]);
     assert_eq!(n, 1.0, "the unterminated last line is not counted yet");
     // The writer finishes the line.
     std::fs::OpenOptions::new().append(true).open(dir.path().join("bad.log")).unwrap().write_all(b"\n").unwrap();
     util::wait_for("the finished line", Duration::from_secs(10), || {
-        (metric_value(&exporter.metrics(), "nodejs_max_listeners_exceeded_warnings_total", &[("app", "bad"), ("emitter", "Pool")])? == 2.0).then_some(())
+        (metric_value(
+            &exporter.metrics(),
+            "nodejs_max_listeners_exceeded_warnings_total",
+            &[("app", "bad"), ("emitter", "Pool")],
+        )? == 2.0)
+            .then_some(())
     });
     let text = exporter.metrics();
-    assert_eq!(metric_value(&text, "nodejs_leak_exporter_log_skipped_lines_total", &[("reason", "invalid_utf8")]), Some(1.0));
-    assert_eq!(metric_value(&text, "nodejs_leak_exporter_log_skipped_lines_total", &[("reason", "too_long")]), Some(1.0));
+    assert_eq!(
+        metric_value(&text, "nodejs_leak_exporter_log_skipped_lines_total", &[("reason", "invalid_utf8")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&text, "nodejs_leak_exporter_log_skipped_lines_total", &[("reason", "too_long")]),
+        Some(1.0)
+    );
     assert_eq!(metric_value(&text, "nodejs_leak_exporter_log_file_errors_total", &[("reason", "binary")]), Some(1.0));
     // The huge line's head was parsed (it is a warning), and memory stayed bounded.
     assert!(metric_value(&text, "nodejs_warnings_total", &[("app", "bad"), ("name", "Warning")]).is_some());
@@ -262,7 +306,10 @@ fn a_real_pm2_in_fork_and_cluster_mode() {
     let logs = format!("--log.path={}/logs/*.log", home.path().display());
     let exporter = Exporter::start(&[FAST, &logs, "--log.start-at=beginning"]);
     // Fork mode: the app is PM2's name, the warnings come from its error log.
-    exporter.wait_metric("nodejs_max_listeners_exceeded_warnings_total", &[("app", "orders"), ("event", "close"), ("emitter", "IncomingMessage")]);
+    exporter.wait_metric(
+        "nodejs_max_listeners_exceeded_warnings_total",
+        &[("app", "orders"), ("event", "close"), ("emitter", "IncomingMessage")],
+    );
     // Cluster mode: two workers, each its own series, neither a restart.
     util::wait_for("both billing workers warned", Duration::from_secs(20), || {
         let text = exporter.metrics();

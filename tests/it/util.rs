@@ -25,9 +25,8 @@ pub fn fixture_app(name: &str) -> PathBuf {
 /// Finds a tool on PATH. Missing under CI=true is a failure; elsewhere the test is skipped
 /// with a message saying how to install it.
 pub fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     match found {
         Some(p) => Some(p),
         None if ci() => panic!("{name} is required under CI=true but is not on PATH; run scripts/install-test-deps.sh"),
@@ -389,9 +388,9 @@ pub fn parse_labels(s: &str) -> Vec<(String, String)> {
 
 /// The value of the first series of `name` whose labels include all of `labels`.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    series(text, name).into_iter().find_map(|(l, v)| {
-        labels.iter().all(|(k, want)| l.iter().any(|(lk, lv)| lk == k && lv == want)).then_some(v)
-    })
+    series(text, name)
+        .into_iter()
+        .find_map(|(l, v)| labels.iter().all(|(k, want)| l.iter().any(|(lk, lv)| lk == k && lv == want)).then_some(v))
 }
 
 /// Every series of `name`: (labels, value).
@@ -421,7 +420,10 @@ pub fn promtool_check(promtool: &Path, text: &str) {
     child.stdin.take().expect("piped stdin").write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- metrics:\n{text}");
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\n--- metrics:\n{text}"
+    );
 }
 
 /// A free loopback port (bound then released: good enough for tests).
@@ -493,7 +495,10 @@ impl Cgroup {
             c.split(',').any(|c| c == "memory").then(|| path.to_string())
         });
         let (dir, limit_file) = match v1 {
-            Some(path) => (Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')).join(name), "memory.limit_in_bytes"),
+            Some(path) => (
+                Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')).join(name),
+                "memory.limit_in_bytes",
+            ),
             None => (Path::new("/sys/fs/cgroup").join(name), "memory.max"),
         };
         if dir.exists() {

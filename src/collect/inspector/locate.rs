@@ -126,7 +126,9 @@ pub fn listening_sockets(procfs: &Path, pid: i32) -> std::io::Result<Vec<SocketA
     for entry in std::fs::read_dir(base.join("fd"))? {
         let Ok(entry) = entry else { continue };
         if let Ok(link) = std::fs::read_link(entry.path()) {
-            if let Some(inode) = link.to_str().and_then(|s| s.strip_prefix("socket:[")).and_then(|s| s.strip_suffix(']')) {
+            if let Some(inode) =
+                link.to_str().and_then(|s| s.strip_prefix("socket:[")).and_then(|s| s.strip_suffix(']'))
+            {
                 if let Ok(inode) = inode.parse::<u64>() {
                     inodes.insert(inode);
                 }
@@ -190,9 +192,17 @@ impl ProbeError {
 const LIST_LIMIT: usize = 64 * 1024;
 
 /// Asks `addr` for its inspector targets and returns the WebSocket path of the node target.
-pub async fn probe(connector: &dyn Connector, pid: i32, addr: SocketAddr, timeout: Duration) -> Result<String, ProbeError> {
+pub async fn probe(
+    connector: &dyn Connector,
+    pid: i32,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<String, ProbeError> {
     let work = async {
-        let stream = connector.connect(pid, addr, timeout).await.map_err(|e| ProbeError::new(Reason::from_io_error(&e), e.to_string()))?;
+        let stream = connector
+            .connect(pid, addr, timeout)
+            .await
+            .map_err(|e| ProbeError::new(Reason::from_io_error(&e), e.to_string()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
             .map_err(|e| ProbeError::new(Reason::Protocol, e.to_string()))?;
@@ -201,7 +211,10 @@ pub async fn probe(connector: &dyn Connector, pid: i32, addr: SocketAddr, timeou
             .header(http::header::HOST, addr.to_string())
             .body(Empty::new())
             .expect("valid request");
-        let response = sender.send_request(request).await.map_err(|e| ProbeError::new(Reason::Protocol, format!("not an HTTP server: {e}")))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ProbeError::new(Reason::Protocol, format!("not an HTTP server: {e}")))?;
         if response.status() != http::StatusCode::OK {
             return Err(ProbeError::new(Reason::Protocol, format!("GET /json/list answered {}", response.status())));
         }
@@ -228,13 +241,12 @@ pub fn websocket_path(body: &[u8]) -> Result<String, ProbeError> {
         #[serde(rename = "webSocketDebuggerUrl")]
         url: Option<String>,
     }
-    let entries: Vec<Entry> =
-        serde_json::from_slice(body).map_err(|e| ProbeError::new(Reason::Protocol, format!("not an inspector target list: {e}")))?;
-    let url = entries
-        .into_iter()
-        .filter(|e| e.kind.as_deref().is_none_or(|k| k == "node"))
-        .find_map(|e| e.url)
-        .ok_or_else(|| ProbeError::new(Reason::Protocol, "no node target in /json/list (a debugger may hold it)"))?;
+    let entries: Vec<Entry> = serde_json::from_slice(body)
+        .map_err(|e| ProbeError::new(Reason::Protocol, format!("not an inspector target list: {e}")))?;
+    let url =
+        entries.into_iter().filter(|e| e.kind.as_deref().is_none_or(|k| k == "node")).find_map(|e| e.url).ok_or_else(
+            || ProbeError::new(Reason::Protocol, "no node target in /json/list (a debugger may hold it)"),
+        )?;
     // Keep only the path: we connect to the address we probed, never to a host the peer names.
     let rest = url.strip_prefix("ws://").ok_or_else(|| ProbeError::new(Reason::Protocol, "not a ws:// URL"))?;
     let path = &rest[rest.find('/').ok_or_else(|| ProbeError::new(Reason::Protocol, "URL without a path"))?..];
@@ -297,7 +309,8 @@ mod tests {
 
     #[test]
     fn target_lists() {
-        let body = br#"[{"type":"node","webSocketDebuggerUrl":"ws://127.0.0.1:9229/0f2c1d2e-aaaa-bbbb-cccc-123456789abc"}]"#;
+        let body =
+            br#"[{"type":"node","webSocketDebuggerUrl":"ws://127.0.0.1:9229/0f2c1d2e-aaaa-bbbb-cccc-123456789abc"}]"#;
         assert_eq!(websocket_path(body).unwrap(), "/0f2c1d2e-aaaa-bbbb-cccc-123456789abc");
         assert_eq!(websocket_path(b"[]").unwrap_err().reason, Reason::Protocol);
         assert_eq!(websocket_path(b"<html>").unwrap_err().reason, Reason::Protocol);

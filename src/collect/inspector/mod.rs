@@ -176,7 +176,13 @@ impl InspectorCollector {
             ..Shared::default()
         }));
         let (stop, stop_rx) = watch::channel(false);
-        let task = self.runtime.spawn(run_session(spec, shared.clone(), stop_rx, self.connector.clone(), self.settings.clone()));
+        let task = self.runtime.spawn(run_session(
+            spec,
+            shared.clone(),
+            stop_rx,
+            self.connector.clone(),
+            self.settings.clone(),
+        ));
         self.slots.entry(key).or_insert(Slot { shared, stop, task, seen: true })
     }
 
@@ -274,27 +280,93 @@ impl Collector for InspectorCollector {
                 );
             }
             if let Some((_, used)) = r.after_major_gc {
-                out.target_gauge(t, "nodejs_heap_size_used_after_gc_bytes", "V8 heap used right after the last full (mark-compact) GC: the floor a leak raises.", &[], used as f64);
+                out.target_gauge(
+                    t,
+                    "nodejs_heap_size_used_after_gc_bytes",
+                    "V8 heap used right after the last full (mark-compact) GC: the floor a leak raises.",
+                    &[],
+                    used as f64,
+                );
             }
         }
     }
 }
 
 fn render_heap(out: &mut Families, t: &Target, h: &HeapReadings) {
-    out.target_gauge(t, "nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes.", &[], h.total_bytes as f64);
-    out.target_gauge(t, "nodejs_heap_size_used_bytes", "Process heap size used from Node.js in bytes.", &[], h.used_bytes as f64);
-    out.target_gauge(t, "nodejs_heap_size_limit_bytes", "V8 heap size limit (v8.getHeapStatistics().heap_size_limit, set by --max-old-space-size) in bytes.", &[], h.limit_bytes as f64);
-    out.target_gauge(t, "nodejs_external_memory_bytes", "Node.js external memory size in bytes (includes array buffers).", &[], h.external_bytes as f64);
-    out.target_gauge(t, "nodejs_array_buffers_bytes", "Memory of ArrayBuffers and SharedArrayBuffers, including Buffers, in bytes.", &[], h.array_buffers_bytes as f64);
-    out.target_gauge(t, "nodejs_heap_detached_contexts", "Detached V8 contexts (a growing count is a leak of vm contexts or iframes).", &[], h.detached_contexts as f64);
+    out.target_gauge(
+        t,
+        "nodejs_heap_size_total_bytes",
+        "Process heap size from Node.js in bytes.",
+        &[],
+        h.total_bytes as f64,
+    );
+    out.target_gauge(
+        t,
+        "nodejs_heap_size_used_bytes",
+        "Process heap size used from Node.js in bytes.",
+        &[],
+        h.used_bytes as f64,
+    );
+    out.target_gauge(
+        t,
+        "nodejs_heap_size_limit_bytes",
+        "V8 heap size limit (v8.getHeapStatistics().heap_size_limit, set by --max-old-space-size) in bytes.",
+        &[],
+        h.limit_bytes as f64,
+    );
+    out.target_gauge(
+        t,
+        "nodejs_external_memory_bytes",
+        "Node.js external memory size in bytes (includes array buffers).",
+        &[],
+        h.external_bytes as f64,
+    );
+    out.target_gauge(
+        t,
+        "nodejs_array_buffers_bytes",
+        "Memory of ArrayBuffers and SharedArrayBuffers, including Buffers, in bytes.",
+        &[],
+        h.array_buffers_bytes as f64,
+    );
+    out.target_gauge(
+        t,
+        "nodejs_heap_detached_contexts",
+        "Detached V8 contexts (a growing count is a leak of vm contexts or iframes).",
+        &[],
+        h.detached_contexts as f64,
+    );
     for s in &h.spaces {
         let l = [("space", s.name.as_str())];
-        out.target_gauge(t, "nodejs_heap_space_size_total_bytes", "Process heap space size total from Node.js in bytes.", &l, s.size as f64);
-        out.target_gauge(t, "nodejs_heap_space_size_used_bytes", "Process heap space size used from Node.js in bytes.", &l, s.used as f64);
-        out.target_gauge(t, "nodejs_heap_space_size_available_bytes", "Process heap space size available from Node.js in bytes.", &l, s.available as f64);
+        out.target_gauge(
+            t,
+            "nodejs_heap_space_size_total_bytes",
+            "Process heap space size total from Node.js in bytes.",
+            &l,
+            s.size as f64,
+        );
+        out.target_gauge(
+            t,
+            "nodejs_heap_space_size_used_bytes",
+            "Process heap space size used from Node.js in bytes.",
+            &l,
+            s.used as f64,
+        );
+        out.target_gauge(
+            t,
+            "nodejs_heap_space_size_available_bytes",
+            "Process heap space size available from Node.js in bytes.",
+            &l,
+            s.available as f64,
+        );
     }
     for (kind, n) in &h.active_resources {
-        out.target_gauge(t, "nodejs_active_resources", "Active resources keeping the event loop alive, by type (timers, handles, requests).", &[("type", kind)], *n as f64);
+        out.target_gauge(
+            t,
+            "nodejs_active_resources",
+            "Active resources keeping the event loop alive, by type (timers, handles, requests).",
+            &[("type", kind)],
+            *n as f64,
+        );
     }
     if let Some((major, minor, patch)) = parse_version(&h.version) {
         let (major, minor, patch) = (major.to_string(), minor.to_string(), patch.to_string());
@@ -407,7 +479,9 @@ async fn run_session(
                             }
                             continue;
                         }
-                        Err(e) => tracing::warn!(pid = spec.key.pid, app = %spec.app, error = %e, "cannot send SIGUSR1 to open the inspector"),
+                        Err(e) => {
+                            tracing::warn!(pid = spec.key.pid, app = %spec.app, error = %e, "cannot send SIGUSR1 to open the inspector")
+                        }
                     }
                 }
                 shared.lock().expect("inspector state lock").state = Some(Gap::new(
@@ -490,14 +564,23 @@ async fn attach(
     connector: &dyn Connector,
     settings: &Settings,
 ) -> Ended {
-    let (session, mut events) = match Session::open(connector, spec.key.pid, addr, path, settings.connect_timeout).await {
+    let (session, mut events) = match Session::open(connector, spec.key.pid, addr, path, settings.connect_timeout).await
+    {
         Ok(s) => s,
         Err(e) => return Ended::Failed(e),
     };
     let timeout = settings.call_timeout;
     // A shared network namespace (a sidecar, configured ports) may show another process's
     // inspector: check whose it is before injecting anything.
-    match session.call("Runtime.evaluate", json!({"expression": "process.pid", "returnByValue": true, "silent": true}), timeout, SMALL_REPLY_LIMIT).await {
+    match session
+        .call(
+            "Runtime.evaluate",
+            json!({"expression": "process.pid", "returnByValue": true, "silent": true}),
+            timeout,
+            SMALL_REPLY_LIMIT,
+        )
+        .await
+    {
         Ok(v) if v["result"]["value"].as_i64() == Some(spec.ns_pid as i64) => {}
         Ok(v) => {
             tracing::debug!(pid = spec.key.pid, %addr, other = %v["result"]["value"], "inspector belongs to another process");
@@ -509,15 +592,21 @@ async fn attach(
     let setup = [
         ("NodeRuntime.notifyWhenWaitingForDisconnect", json!({"enabled": true})),
         ("Runtime.addBinding", json!({"name": BINDING})),
-        ("Runtime.evaluate", json!({
-            "expression": install_expression(&settings.owner),
-            "returnByValue": true, "silent": true, "includeCommandLineAPI": true,
-        })),
+        (
+            "Runtime.evaluate",
+            json!({
+                "expression": install_expression(&settings.owner),
+                "returnByValue": true, "silent": true, "includeCommandLineAPI": true,
+            }),
+        ),
     ];
     for (method, params) in setup {
         match session.call(method, params, timeout, SMALL_REPLY_LIMIT).await {
             Ok(v) if v.get("exceptionDetails").is_some() => {
-                return Ended::Failed(CallError::new(Reason::Protocol, format!("{method} threw: {}", exception_text(&v))));
+                return Ended::Failed(CallError::new(
+                    Reason::Protocol,
+                    format!("{method} threw: {}", exception_text(&v)),
+                ));
             }
             Ok(_) => {}
             Err(e) => return Ended::Failed(e),
@@ -623,7 +712,9 @@ fn activate(procfs: &std::path::Path, key: ProcessKey) -> std::io::Result<()> {
             return Err(std::io::Error::other("the pid now belongs to another process"));
         }
         // SAFETY: fd is a pidfd we own; a null siginfo sends a plain signal.
-        let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGUSR1, std::ptr::null::<libc::siginfo_t>(), 0) };
+        let rc = unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGUSR1, std::ptr::null::<libc::siginfo_t>(), 0)
+        };
         if rc < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -669,14 +760,17 @@ async fn sample(session: &Session, timeout: Duration) -> Result<SampleReply, Cal
     if v.get("exceptionDetails").is_some() {
         return Err(CallError::new(Reason::Protocol, format!("sample threw: {}", exception_text(&v))));
     }
-    let text = v["result"]["value"].as_str().ok_or_else(|| CallError::new(Reason::Protocol, "sample did not return a string"))?;
+    let text = v["result"]["value"]
+        .as_str()
+        .ok_or_else(|| CallError::new(Reason::Protocol, "sample did not return a string"))?;
     parse_sample(text)
 }
 
 /// Parses and bounds a sample reply: shape checked by serde, sizes and values checked here.
 pub fn parse_sample(text: &str) -> Result<SampleReply, CallError> {
-    let reply: SampleReply = serde_json::from_str(text).map_err(|e| CallError::new(Reason::Protocol, format!("unexpected sample shape: {e}")))?;
-    let finite = |x: f64| x.is_finite() && x >= 0.0 && x < 1e18;
+    let reply: SampleReply = serde_json::from_str(text)
+        .map_err(|e| CallError::new(Reason::Protocol, format!("unexpected sample shape: {e}")))?;
+    let finite = |x: f64| x.is_finite() && (0.0..1e18).contains(&x);
     let ok = reply.v == 1
         && reply.version.len() <= 32
         && reply.heap.iter().all(|x| finite(*x))
@@ -684,8 +778,13 @@ pub fn parse_sample(text: &str) -> Result<SampleReply, CallError> {
         && reply.spaces.iter().all(|(n, a, b, c)| n.len() <= 64 && finite(*a) && finite(*b) && finite(*c))
         && reply.resources.len() <= 256
         && reply.resources.iter().all(|(k, n)| k.len() <= 128 && finite(*n))
-        && reply.warnings.as_ref().is_none_or(|w| w.len() <= 256 && w.iter().all(|(a, b, c, n)| a.len() + b.len() + c.len() <= 512 && finite(*n)))
-        && reply.gc.as_ref().is_none_or(|g| g.len() <= 8 && g.iter().all(|(k, h)| k.len() <= 16 && finite(h.n) && finite(h.s) && h.b.iter().all(|x| finite(*x))))
+        && reply.warnings.as_ref().is_none_or(|w| {
+            w.len() <= 256 && w.iter().all(|(a, b, c, n)| a.len() + b.len() + c.len() <= 512 && finite(*n))
+        })
+        && reply.gc.as_ref().is_none_or(|g| {
+            g.len() <= 8
+                && g.iter().all(|(k, h)| k.len() <= 16 && finite(h.n) && finite(h.s) && h.b.iter().all(|x| finite(*x)))
+        })
         && reply.major.is_none_or(|(t, u, n)| finite(t) && finite(u) && finite(n));
     if !ok {
         return Err(CallError::new(Reason::Protocol, "sample values out of range"));
@@ -737,7 +836,11 @@ pub fn apply(r: &mut InspectorReadings, reply: SampleReply, label_limit: usize) 
             *by_name.entry(name.clone()).or_default() += n as u64;
             if name == "MaxListenersExceededWarning" {
                 let key = (event, emitter);
-                let key = if by_listener.contains_key(&key) || by_listener.len() < label_limit { key } else { ("other".into(), "other".into()) };
+                let key = if by_listener.contains_key(&key) || by_listener.len() < label_limit {
+                    key
+                } else {
+                    ("other".into(), "other".into())
+                };
                 *by_listener.entry(key).or_default() += n as u64;
             }
         }
@@ -828,7 +931,11 @@ mod tests {
     fn counters_never_go_down() {
         let mut r = InspectorReadings::default();
         apply(&mut r, parse_sample(REPLY).unwrap(), 32);
-        apply(&mut r, parse_sample(&REPLY.replace(r#""DeprecationWarning","","",3"#, r#""DeprecationWarning","","",1"#)).unwrap(), 32);
+        apply(
+            &mut r,
+            parse_sample(&REPLY.replace(r#""DeprecationWarning","","",3"#, r#""DeprecationWarning","","",1"#)).unwrap(),
+            32,
+        );
         assert_eq!(r.warnings["DeprecationWarning"], 3);
     }
 

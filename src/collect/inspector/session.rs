@@ -67,7 +67,10 @@ impl Session {
         path: &str,
         timeout: Duration,
     ) -> Result<(Session, mpsc::Receiver<Event>), CallError> {
-        let stream = connector.connect(pid, addr, timeout).await.map_err(|e| CallError::new(Reason::from_io_error(&e), e.to_string()))?;
+        let stream = connector
+            .connect(pid, addr, timeout)
+            .await
+            .map_err(|e| CallError::new(Reason::from_io_error(&e), e.to_string()))?;
         let url = format!("ws://{addr}{path}");
         let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
         let handshake = tokio_tungstenite::client_async_with_config(url, stream, Some(config));
@@ -84,7 +87,9 @@ impl Session {
             let close_reason = loop {
                 let msg = match stream.next().await {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | None => break CallError::new(Reason::Unreachable, "inspector closed the session"),
+                    Some(Ok(Message::Close(_))) | None => {
+                        break CallError::new(Reason::Unreachable, "inspector closed the session")
+                    }
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => break CallError::new(Reason::Protocol, format!("WebSocket: {e}")),
                 };
@@ -100,7 +105,13 @@ impl Session {
     }
 
     /// Calls `method`, waiting at most `timeout` for a reply of at most `max_reply` bytes.
-    pub async fn call(&self, method: &str, params: Value, timeout: Duration, max_reply: usize) -> Result<Value, CallError> {
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+        max_reply: usize,
+    ) -> Result<Value, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, (max_reply, tx));
@@ -157,7 +168,10 @@ fn dispatch(msg: &[u8], pending: &Pending, events: &mpsc::Sender<Event>) {
     if let Some(id) = incoming.id {
         let Some((max_reply, tx)) = pending.lock().expect("pending lock").remove(&id) else { return };
         let reply = if msg.len() > max_reply {
-            Err(CallError::new(Reason::Protocol, format!("reply of {} bytes exceeds the {max_reply}-byte cap", msg.len())))
+            Err(CallError::new(
+                Reason::Protocol,
+                format!("reply of {} bytes exceeds the {max_reply}-byte cap", msg.len()),
+            ))
         } else if let Some(e) = incoming.error {
             Err(CallError::new(Reason::Protocol, e.message.unwrap_or_default().chars().take(200).collect::<String>()))
         } else {

@@ -33,7 +33,12 @@ pub struct Joiner {
 
 impl Joiner {
     /// Feeds one raw line of `format`; returns the complete text line when there is one.
-    pub fn feed<'a>(&'a mut self, format: Format, raw: &'a [u8], max_line: usize) -> Option<std::borrow::Cow<'a, [u8]>> {
+    pub fn feed<'a>(
+        &'a mut self,
+        format: Format,
+        raw: &'a [u8],
+        max_line: usize,
+    ) -> Option<std::borrow::Cow<'a, [u8]>> {
         use std::borrow::Cow;
         match format {
             Format::Plain => Some(Cow::Borrowed(raw)),
@@ -189,7 +194,10 @@ mod tests {
     fn names_say_whose_a_file_is() {
         let (f, l) = identify(Path::new("/var/log/containers/api-7d9f_shop_node-0123abcd.log"), None);
         assert_eq!(f, Format::Cri);
-        assert_eq!((l.pod.as_str(), l.namespace.as_str(), l.container.as_str(), l.container_id.as_str(), l.app.as_str()), ("api-7d9f", "shop", "node", "0123abcd", "node"));
+        assert_eq!(
+            (l.pod.as_str(), l.namespace.as_str(), l.container.as_str(), l.container_id.as_str(), l.app.as_str()),
+            ("api-7d9f", "shop", "node", "0123abcd", "node")
+        );
         let (f, l) = identify(Path::new("/var/log/pods/shop_api-7d9f_1111-2222/node/3.log"), None);
         assert_eq!(f, Format::Cri);
         assert_eq!((l.namespace.as_str(), l.pod.as_str(), l.container.as_str()), ("shop", "api-7d9f", "node"));

@@ -133,7 +133,8 @@ struct Reader {
 impl Reader {
     fn new(config: &LogsConfig, rootfs: PathBuf, label_limit: usize, shared: Arc<Mutex<LogState>>) -> Self {
         let under_root = |p: &str| rootfs.join(p.trim_start_matches('/')).to_string_lossy().into_owned();
-        let mut globs: Vec<(String, Option<String>)> = config.paths.iter().map(|p| (p.path.clone(), p.app.clone())).collect();
+        let mut globs: Vec<(String, Option<String>)> =
+            config.paths.iter().map(|p| (p.path.clone(), p.app.clone())).collect();
         if config.pm2 {
             globs.push((under_root("/root/.pm2/logs/*.log"), None));
             globs.push((under_root("/home/*/.pm2/logs/*.log"), None));
@@ -198,7 +199,13 @@ impl Reader {
                 let start_at_end = self.first_scan && self.start_at_end;
                 self.files.insert(
                     path.clone(),
-                    File { tail: Tail::new(path, start_at_end, self.max_line), format, labels, joiner: Joiner::default(), failing: None },
+                    File {
+                        tail: Tail::new(path, start_at_end, self.max_line),
+                        format,
+                        labels,
+                        joiner: Joiner::default(),
+                        failing: None,
+                    },
                 );
             }
         }
@@ -232,7 +239,9 @@ impl Reader {
                 }
                 if let Some(event) = parse::parse_line(&line) {
                     let pid = match event {
-                        LogEvent::MaxListeners { pid, .. } | LogEvent::Warning { pid, .. } | LogEvent::HeapOutOfMemory { pid } => pid,
+                        LogEvent::MaxListeners { pid, .. }
+                        | LogEvent::Warning { pid, .. }
+                        | LogEvent::HeapOutOfMemory { pid } => pid,
                     };
                     events.push((labels.clone(), pid, Owned::from(&event)));
                 }
@@ -282,7 +291,9 @@ enum Owned {
 impl Owned {
     fn from(e: &LogEvent<'_>) -> Owned {
         match e {
-            LogEvent::MaxListeners { event, emitter, .. } => Owned::MaxListeners { event: event.to_string(), emitter: emitter.to_string() },
+            LogEvent::MaxListeners { event, emitter, .. } => {
+                Owned::MaxListeners { event: event.to_string(), emitter: emitter.to_string() }
+            }
             LogEvent::Warning { name, .. } => Owned::Warning { name: name.to_string() },
             LogEvent::HeapOutOfMemory { .. } => Owned::HeapOutOfMemory,
         }
@@ -366,7 +377,11 @@ impl Collector for LogsCollector {
         let mut counts = state.processes.get(&host).map(|e| e.counts.clone());
         if let Some(id) = target.readings.cgroup.as_ref().and_then(|c| container_id_from_cgroup(&c.location.path)) {
             let ns_pid = target.identity.ns_pid.unwrap_or(target.key.pid) as u32;
-            let inside = state.processes.iter().find(|(r, _)| r.pid == ns_pid && !r.container_id.is_empty() && (id.starts_with(&r.container_id) || r.container_id.starts_with(id)));
+            let inside = state.processes.iter().find(|(r, _)| {
+                r.pid == ns_pid
+                    && !r.container_id.is_empty()
+                    && (id.starts_with(&r.container_id) || r.container_id.starts_with(id))
+            });
             if let Some((_, e)) = inside {
                 counts.get_or_insert_with(WarningCounts::default);
                 merge_counts(counts.as_mut().expect("just set"), &e.counts);
@@ -393,7 +408,9 @@ impl Collector for LogsCollector {
             let attributed = if r.container_id.is_empty() {
                 target_pids.contains(&r.pid)
             } else {
-                target_ns.iter().any(|(id, pid)| *pid == r.pid && (id.starts_with(&r.container_id) || r.container_id.starts_with(id.as_str())))
+                target_ns.iter().any(|(id, pid)| {
+                    *pid == r.pid && (id.starts_with(&r.container_id) || r.container_id.starts_with(id.as_str()))
+                })
             };
             if !attributed {
                 let mut key = e.labels.clone();
@@ -423,18 +440,43 @@ impl Collector for LogsCollector {
             );
         }
         for (labels, n) in &state.restarts {
-            out.counter(crate::exposition::RESTARTS, crate::exposition::RESTARTS_HELP, &owner_labels(labels), *n as f64);
+            out.counter(
+                crate::exposition::RESTARTS,
+                crate::exposition::RESTARTS_HELP,
+                &owner_labels(labels),
+                *n as f64,
+            );
         }
         out.gauge("nodejs_leak_exporter_log_files", "Log files followed.", &[], state.files as f64);
         out.counter("nodejs_leak_exporter_log_lines_total", "Log lines read.", &[], state.stats.lines as f64);
         out.counter("nodejs_leak_exporter_log_bytes_total", "Log bytes read.", &[], state.stats.bytes as f64);
-        out.counter("nodejs_leak_exporter_log_rotations_total", "Log files renamed, deleted or recreated under the reader.", &[], state.stats.rotations as f64);
-        out.counter("nodejs_leak_exporter_log_truncations_total", "Log files truncated under the reader (copytruncate or shrink).", &[], state.stats.truncations as f64);
+        out.counter(
+            "nodejs_leak_exporter_log_rotations_total",
+            "Log files renamed, deleted or recreated under the reader.",
+            &[],
+            state.stats.rotations as f64,
+        );
+        out.counter(
+            "nodejs_leak_exporter_log_truncations_total",
+            "Log files truncated under the reader (copytruncate or shrink).",
+            &[],
+            state.stats.truncations as f64,
+        );
         for (reason, n) in &state.skipped_lines {
-            out.counter("nodejs_leak_exporter_log_skipped_lines_total", "Log lines not parsed (too_long lines keep their head, which is parsed).", &[("reason", reason)], *n as f64);
+            out.counter(
+                "nodejs_leak_exporter_log_skipped_lines_total",
+                "Log lines not parsed (too_long lines keep their head, which is parsed).",
+                &[("reason", reason)],
+                *n as f64,
+            );
         }
         for (reason, n) in &state.file_errors {
-            out.counter("nodejs_leak_exporter_log_file_errors_total", "Log files that could not be read, by reason.", &[("reason", reason)], *n as f64);
+            out.counter(
+                "nodejs_leak_exporter_log_file_errors_total",
+                "Log files that could not be read, by reason.",
+                &[("reason", reason)],
+                *n as f64,
+            );
         }
     }
 
@@ -447,7 +489,12 @@ impl Collector for LogsCollector {
 }
 
 fn owner_labels(l: &FileLabels) -> Vec<(&str, &str)> {
-    vec![("app", l.app.as_str()), ("namespace", l.namespace.as_str()), ("pod", l.pod.as_str()), ("container", l.container.as_str())]
+    vec![
+        ("app", l.app.as_str()),
+        ("namespace", l.namespace.as_str()),
+        ("pod", l.pod.as_str()),
+        ("container", l.container.as_str()),
+    ]
 }
 
 #[cfg(test)]
@@ -458,7 +505,9 @@ mod tests {
     fn container_ids_in_cgroup_paths() {
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         for path in [
-            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b.slice/cri-containerd-{id}.scope"),
+            format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b.slice/cri-containerd-{id}.scope"
+            ),
             format!("/kubepods/burstable/pod1a2b-3c4d/{id}"),
             format!("/system.slice/docker-{id}.scope"),
             format!("/kubepods.slice/kubepods-pod1.slice/crio-{id}.scope"),

@@ -167,14 +167,19 @@ mod tests {
     #[test]
     fn other_warnings() {
         assert_eq!(
-            parse_line(b"(node:12) [DEP0005] DeprecationWarning: Buffer() is deprecated due to security and usability issues."),
+            parse_line(
+                b"(node:12) [DEP0005] DeprecationWarning: Buffer() is deprecated due to security and usability issues."
+            ),
             Some(LogEvent::Warning { pid: Some(12), name: "DeprecationWarning" })
         );
         assert_eq!(
             parse_line(b"(node:12) ExperimentalWarning: The Fetch API is an experimental feature."),
             Some(LogEvent::Warning { pid: Some(12), name: "ExperimentalWarning" })
         );
-        assert_eq!(parse_line(b"(node:12) Warning: something odd"), Some(LogEvent::Warning { pid: Some(12), name: "Warning" }));
+        assert_eq!(
+            parse_line(b"(node:12) Warning: something odd"),
+            Some(LogEvent::Warning { pid: Some(12), name: "Warning" })
+        );
         assert_eq!(parse_line(b"(Use `node --trace-warnings ...` to show where the warning was created)"), None);
         assert_eq!(parse_line(b"GET /api 200 - user said Warning: nothing"), None);
         assert_eq!(parse_line(b"(node:abc) Warning: x"), None);
@@ -190,20 +195,35 @@ mod tests {
             assert_eq!(parse_line(l), Some(LogEvent::HeapOutOfMemory { pid: None }));
         }
         assert_eq!(parse_line(b"FATAL ERROR: v8::ToLocalChecked Empty MaybeLocal."), None);
-        assert_eq!(gc_trace_pid(b"[4321:0x5e2d8c0]      812 ms: Mark-Compact 60.1 (64.2) -> 59.9 (64.9) MB"), Some(4321));
+        assert_eq!(
+            gc_trace_pid(b"[4321:0x5e2d8c0]      812 ms: Mark-Compact 60.1 (64.2) -> 59.9 (64.9) MB"),
+            Some(4321)
+        );
         assert_eq!(gc_trace_pid(b"[INFO] 12:00 started"), None);
     }
 
     #[test]
     fn inspector_lines_are_ignored() {
-        for l in [&b"Debugger listening on ws://127.0.0.1:9229/abc"[..], b"Debugger attached.", b"Waiting for the debugger to disconnect..."] {
+        for l in [
+            &b"Debugger listening on ws://127.0.0.1:9229/abc"[..],
+            b"Debugger attached.",
+            b"Waiting for the debugger to disconnect...",
+        ] {
             assert_eq!(parse_line(l), None);
         }
     }
 
     #[test]
     fn garbage_is_not_an_event() {
-        for l in [&b""[..], b"\xff\xfe Warning: \x00", b"(node:", b"(node:1) ", b"(node:1) Warning", b"(node:1) [DEP", b"FATAL ERROR"] {
+        for l in [
+            &b""[..],
+            b"\xff\xfe Warning: \x00",
+            b"(node:",
+            b"(node:1) ",
+            b"(node:1) Warning",
+            b"(node:1) [DEP",
+            b"FATAL ERROR",
+        ] {
             let _ = parse_line(l);
         }
         assert_eq!(parse_line(b"(node:1) MaxListenersExceededWarning: Possible EventEmitter memory leak detected. x listeners added to"), None);

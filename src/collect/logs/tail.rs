@@ -335,7 +335,9 @@ fn find_rotated_copy(path: &Path, offset: u64, recent: &[u8]) -> Option<PathBuf>
         if best.as_ref().is_some_and(|(t, _)| *t >= modified) {
             continue;
         }
-        if !recent.is_empty() && !bytes_at(&entry.path(), offset - recent.len() as u64, recent.len()).is_some_and(|b| b == recent) {
+        if !recent.is_empty()
+            && bytes_at(&entry.path(), offset - recent.len() as u64, recent.len()).is_none_or(|b| b != recent)
+        {
             continue;
         }
         best = Some((modified, entry.path()));
