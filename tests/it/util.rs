@@ -320,6 +320,20 @@ impl Exporter {
         }
     }
 
+    /// Waits until the `close` listener leak of listeners.js is counted for `pid`, under both
+    /// warning counters; returns the listener count.
+    pub fn wait_close_listener_leak(&self, pid: &str) -> f64 {
+        let n = self.wait_metric(
+            "nodejs_max_listeners_exceeded_warnings_total",
+            &[("pid", pid), ("event", "close"), ("emitter", "IncomingMessage")],
+        );
+        assert!(n >= 1.0);
+        let warnings =
+            self.wait_metric("nodejs_warnings_total", &[("pid", pid), ("name", "MaxListenersExceededWarning")]);
+        assert!(warnings >= 1.0);
+        n
+    }
+
     pub fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
