@@ -283,9 +283,11 @@ impl AppTemplate {
                 "user" => TemplateVar::User,
                 _ => match name.strip_prefix("match.") {
                     Some(group) if !group.is_empty() => TemplateVar::Match(group.to_string()),
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "unknown template variable {{{name}}}; known: comm, exe, script, script_dir, user, match.NAME"
-                    )),
+                    ))
+                    }
                 },
             };
             parts.push(TemplatePart::Var(var));
