@@ -14,6 +14,16 @@ use crate::sampler::{Sampler, Snapshot};
 
 /// Runs until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    run_until(config, |_| shutdown_signal())
+}
+
+/// Runs until the future `until` makes completes. It is given the stream of snapshots, so an
+/// embedder (the demo) can watch what the exporter sees, and runs on the exporter's runtime.
+pub fn run_until<F, Fut>(config: Config, until: F) -> anyhow::Result<()>
+where
+    F: FnOnce(watch::Receiver<Arc<Snapshot>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     raise_fd_limit();
     let addr = parse_listen_address(&config.web.listen_address).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,11 +44,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .name("sampler".into())
         .spawn(move || sampler.run(stop_rx))
         .context("cannot start the sampler thread")?;
+    let until = until(snapshots.clone());
     let result = runtime.block_on(async {
         let listener = http::bind(addr).await?;
         tracing::info!(address = %listener.local_addr()?, telemetry_path = %config.web.telemetry_path, "listening");
         let state = AppState { snapshot: snapshots, telemetry_path: config.web.telemetry_path.as_str().into() };
-        http::serve(listener, state, shutdown_signal()).await?;
+        http::serve(listener, state, until).await?;
         anyhow::Ok(())
     });
     drop(stop_sampler);

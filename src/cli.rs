@@ -13,14 +13,29 @@ use crate::config::{parse_duration, AppTemplate, Config, ConfigError};
     name = "nodejs-leak-exporter",
     version,
     args_override_self = true,
+    args_conflicts_with_subcommands = true,
     about = "Finds memory leaks in running Node.js processes from the outside and serves them to Prometheus.",
     long_about = "Finds memory leaks in running Node.js processes from the outside and serves them to Prometheus.\n\n\
         With no arguments it watches every Node.js process on the host and serves their memory at \
         http://0.0.0.0:19229/metrics, with a status page at /."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Subcommands; with none, the exporter runs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Replay a trace (CSV of time,value or a Prometheus query_range answer) through the leak
+    /// analysis and print the verdict over time.
+    Analyze(crate::analyze::AnalyzeArgs),
+    /// Start a bundled app with the three classic leaks and its fixed twin, drive traffic at
+    /// both, and show which one leaks, on which signal and why (about two minutes).
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,12 +119,21 @@ pub struct RunArgs {
     #[arg(long = "log.poll-interval", value_name = "DURATION", value_parser = parse_duration)]
     pub log_poll_interval: Option<std::time::Duration>,
 
+    /// Window over which leak growth is estimated (repeatable) [default: 15m, 1h, 6h].
+    #[arg(long = "leak.window", value_name = "DURATION", value_parser = parse_duration)]
+    pub leak_windows: Vec<std::time::Duration>,
+
+    /// Warm-up after a process starts (and after an inspector first opens on it) that raises no
+    /// leak verdict [default: 10m].
+    #[arg(long = "leak.grace-period", value_name = "DURATION", value_parser = parse_duration)]
+    pub leak_grace_period: Option<std::time::Duration>,
+
     /// Log level: error, warn, info, debug, trace.
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", global = true)]
     pub log_level: String,
 
     /// Log format: text (human-readable; `logfmt` is accepted as a synonym) or json.
-    #[arg(long = "log.format", value_name = "FORMAT", default_value = "text", value_parser = ["text", "logfmt", "json"])]
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "text", value_parser = ["text", "logfmt", "json"], global = true)]
     pub log_format: String,
 }
 
@@ -227,6 +251,12 @@ impl Parsed {
                 _ => (None, p.clone()),
             };
             c.collectors.logs.paths.push(crate::config::LogPath { path, app });
+        }
+        if !a.leak_windows.is_empty() {
+            c.leak.windows = a.leak_windows.clone();
+        }
+        if let Some(v) = a.leak_grace_period {
+            c.leak.grace_period = v;
         }
         if let Some(v) = a.log_poll_interval {
             c.collectors.logs.poll_interval = v;

@@ -47,6 +47,30 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// Per-collector switches and options.
     pub collectors: CollectorsConfig,
+    /// The leak analysis: growth windows and the warm-up grace period.
+    pub leak: LeakConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeakConfig {
+    /// Windows over which growth is estimated, each a metric `window` label (`15m`, `1h`, `6h`).
+    /// Short windows flag fast leaks early; long ones see slow leaks and ride out long GC cycles.
+    #[serde(deserialize_with = "de_durations")]
+    pub windows: Vec<Duration>,
+    /// Warm-up after a process starts, and after an inspector is first opened on it (for the
+    /// heap), during which no verdict is raised: caches fill and code is compiled.
+    #[serde(deserialize_with = "de_duration")]
+    pub grace_period: Duration,
+}
+
+impl Default for LeakConfig {
+    fn default() -> Self {
+        LeakConfig {
+            windows: vec![Duration::from_secs(15 * 60), Duration::from_secs(3600), Duration::from_secs(6 * 3600)],
+            grace_period: Duration::from_secs(10 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -475,6 +499,11 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
+fn de_durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.iter().map(|s| parse_duration(s).map_err(serde::de::Error::custom)).collect()
+}
+
 /// Parses a duration the way Prometheus writes them: `500ms`, `5s`, `1m`, `6h`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 500ms, 5s, 1m, 6h)"))
@@ -533,6 +562,7 @@ impl Config {
         if l.poll_interval < Duration::from_millis(50) || l.poll_interval > Duration::from_secs(600) {
             return Err(invalid("collectors.logs.poll_interval", "must be between 50ms and 10m"));
         }
+        self.leak.validate(self.sample.interval)?;
         if self.discovery.exit_retention > Duration::from_secs(24 * 3600) {
             return Err(invalid("discovery.exit_retention", "must be at most 24h"));
         }
@@ -580,6 +610,45 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl LeakConfig {
+    /// Windows must hold enough samples to estimate anything and fit in the bounded history.
+    pub fn validate(&self, interval: Duration) -> Result<(), ConfigError> {
+        if self.windows.is_empty() {
+            return Err(invalid("leak.windows", "at least one window is needed"));
+        }
+        if self.windows.len() > 8 {
+            return Err(invalid("leak.windows", "at most 8 windows"));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, w) in self.windows.iter().enumerate() {
+            let field = format!("leak.windows[{i}]");
+            if *w < interval * 12 {
+                return Err(invalid(field, format!("{w:?} holds fewer than 12 samples at the {interval:?} interval")));
+            }
+            if *w > Duration::from_secs(7 * 24 * 3600) {
+                return Err(invalid(field, "must be at most 7 days"));
+            }
+            if w.subsec_nanos() != 0 {
+                return Err(invalid(field, "must be whole seconds (it becomes a label: 15m, 1h)"));
+            }
+            if !seen.insert(*w) {
+                return Err(invalid(field, "listed twice"));
+            }
+        }
+        if self.grace_period > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid("leak.grace_period", "must be at most 7 days"));
+        }
+        Ok(())
+    }
+
+    /// The windows shortest first: the verdict reads them in that order.
+    pub fn sorted_windows(&self) -> Vec<Duration> {
+        let mut w = self.windows.clone();
+        w.sort();
+        w
     }
 }
 

@@ -205,3 +205,62 @@ pub fn render_warnings(targets: &[&Target], out: &mut Families) {
 pub const MEMORY_LIMIT: &str = "nodejs_memory_limit_bytes";
 pub const MEMORY_LIMIT_HELP: &str =
     "Memory limit that will stop the process: its cgroup's limit (source=cgroup) or PM2's max_memory_restart (source=pm2).";
+
+pub const MEMORY_GROWTH: &str = "nodejs_memory_growth_bytes_per_second";
+pub const COUNT_GROWTH: &str = "nodejs_count_growth_per_second";
+pub const LEAK_CONFIDENCE: &str = "nodejs_leak_confidence_ratio";
+pub const LEAK_SUSPECTED: &str = "nodejs_leak_suspected";
+pub const HEAP_ETA: &str = "nodejs_heap_exhaustion_eta_seconds";
+pub const LIMIT_ETA: &str = "nodejs_memory_limit_eta_seconds";
+
+/// The leak analysis of each target: growth and confidence per signal and window (once the
+/// window holds enough data), the verdict per signal, and the time left before a limit.
+pub fn render_leak(targets: &[&Target], out: &mut Families) {
+    use crate::leak::{window_label, Signal};
+    for t in targets {
+        let Some(state) = &t.leak else { continue };
+        for signal in Signal::ALL {
+            if !state.has_data(signal) {
+                continue;
+            }
+            let label = signal.as_label();
+            for r in state.results(signal).filter(|r| r.enough) {
+                let window = window_label(r.window);
+                let labels = [("signal", label), ("window", window.as_str())];
+                if signal.is_bytes() {
+                    out.target_gauge(t, MEMORY_GROWTH, "Growth of the memory floor (the lows the GC sawtooth leaves), bytes per second, Theil-Sen over the window.", &labels, r.estimate.slope);
+                } else {
+                    out.target_gauge(t, COUNT_GROWTH, "Growth of a count (open fds, sockets, active resources) at its lows, per second, Theil-Sen over the window.", &labels, r.estimate.slope);
+                }
+                out.target_gauge(t, LEAK_CONFIDENCE, "Confidence (0 to 1, Mann-Kendall) that the floor of the signal rises over the window.", &labels, r.estimate.confidence);
+            }
+            out.target_gauge(
+                t,
+                LEAK_SUSPECTED,
+                "1 while the signal is judged to leak: its floor rises, with confidence, faster than the minimum rate, in one of the windows (with hysteresis).",
+                &[("signal", label)],
+                if state.suspected(signal) { 1.0 } else { 0.0 },
+            );
+        }
+        let inspector = t.readings.inspector.as_ref().filter(|i| i.connected);
+        if let Some(heap) = inspector.and_then(|i| i.heap.as_ref()).filter(|h| h.limit_bytes > 0) {
+            // V8 dies when what survives a full GC reaches the limit, not the top of the sawtooth.
+            let floor = inspector.and_then(|i| i.after_major_gc).map(|(_, used)| used).unwrap_or(heap.used_bytes);
+            if let Some(eta) = state.eta(Signal::HeapUsed, floor as f64, heap.limit_bytes as f64) {
+                out.target_gauge(t, HEAP_ETA, "Seconds until the V8 heap floor reaches the heap limit at its current growth; absent when not growing.", &[], eta);
+            }
+        }
+        let rss = t.readings.procfs.as_ref().map(|p| p.resident_bytes as f64);
+        let cgroup = t.readings.cgroup.as_ref();
+        let limits = [
+            ("cgroup", cgroup.and_then(|c| c.limit_bytes), cgroup.and_then(|c| c.usage_bytes).map(|u| u as f64).or(rss)),
+            ("pm2", t.identity.pm2.as_ref().and_then(|p| p.max_memory_restart), rss),
+        ];
+        for (source, limit, used) in limits {
+            let (Some(limit), Some(used)) = (limit, used) else { continue };
+            if let Some(eta) = state.eta(Signal::Rss, used, limit as f64) {
+                out.target_gauge(t, LIMIT_ETA, "Seconds until memory reaches the cgroup limit or PM2's max_memory_restart at the current RSS growth; absent when not growing.", &[("source", source)], eta);
+            }
+        }
+    }
+}

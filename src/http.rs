@@ -156,7 +156,7 @@ fn status_page(snapshot: &Snapshot, telemetry_path: &str) -> String {
     } else {
         html.push_str(
             "<table><tr><th>app</th><th>pid</th><th>state</th><th>age</th><th>user</th><th>script</th>\
-             <th>PM2 id</th><th>Node.js</th><th>what the collectors read</th></tr>",
+             <th>PM2 id</th><th>Node.js</th><th>what the collectors read</th><th>leak verdict</th></tr>",
         );
         for t in &snapshot.targets {
             let mut read = String::new();
@@ -172,9 +172,15 @@ fn status_page(snapshot: &Snapshot, telemetry_path: &str) -> String {
                     );
                 }
             }
+            let leaking: Vec<&str> = t.leak.iter().filter(|l| l.suspected).map(|l| l.signal).collect();
+            let verdict = if leaking.is_empty() {
+                "<span class=\"ok\">none</span>".to_string()
+            } else {
+                format!("<span class=\"gap\">leaking: {}</span>", escape(&leaking.join(", ")))
+            };
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&t.app),
                 t.pid,
                 t.state,
@@ -184,6 +190,7 @@ fn status_page(snapshot: &Snapshot, telemetry_path: &str) -> String {
                 escape(t.pm2_id.as_deref().unwrap_or("")),
                 escape(t.node_version.as_deref().unwrap_or("")),
                 read,
+                verdict,
             );
         }
         html.push_str("</table>");
@@ -236,6 +243,7 @@ mod tests {
             pm2_id: None,
             node_version: None,
             collectors: vec![],
+            leak: vec![],
         };
         let html = status_page(&Snapshot { ready: true, targets: vec![t], ..Snapshot::default() }, "/metrics");
         assert!(html.contains("&lt;script&gt;"));

@@ -1,6 +1,7 @@
-//! Leak verdicts (groundwork for issue 6, not yet wired into the sampler): per process and signal, a bounded history at sample resolution (downsampled for
+//! Leak verdicts: per process and signal, a bounded history at sample resolution (downsampled for
 //! long windows), growth estimates per window from [`crate::analysis`], and a verdict per signal
-//! with hysteresis. Everything here is deterministic given the samples and their times.
+//! with hysteresis. Everything here is deterministic given the samples and their times: the
+//! sampler feeds it live readings ([`observation`]), `analyze` replays traces through the same code.
 //!
 //! The rule, with constants fixed here (not fitted to any test corpus):
 //! - a window speaks only once it holds at least half its length of data and 6 floor points, and
@@ -41,6 +42,12 @@ impl Signal {
             Signal::Sockets => "sockets",
             Signal::ActiveResources => "active_resources",
         }
+    }
+
+    /// Whether the signal is read through the inspector (its warm-up restarts when an inspector
+    /// is first opened on the process, since that is when its history starts).
+    pub fn from_inspector(self) -> bool {
+        matches!(self, Signal::HeapUsed | Signal::External | Signal::ActiveResources)
     }
 
     pub fn is_bytes(self) -> bool {
@@ -125,7 +132,16 @@ impl WindowHistory {
 
     fn push_floor(&mut self, t: f64, v: f64) {
         if self.floors.back().is_none_or(|last| t > last.0) {
-            self.floors.push_back((t, v));
+            // Bounded like the samples: full GCs closer together than a bucket keep their lowest.
+            let full = self.floors.len() >= BUCKETS;
+            match self.floors.back_mut() {
+                Some(last) if full && t - bucket_start(last.0, self.bucket) < self.bucket => {
+                    if v <= last.1 {
+                        *last = (t, v);
+                    }
+                }
+                _ => self.floors.push_back((t, v)),
+            }
             self.changed = true;
         }
     }
@@ -147,7 +163,10 @@ fn bucket_start(t: f64, bucket: f64) -> f64 {
 pub struct WindowResult {
     pub window: Duration,
     pub estimate: Estimate,
-    /// Whether the window has enough data to speak.
+    /// Whether the window holds enough data for its estimate to mean something (half its length
+    /// and six floor points); its estimate is exported from then on.
+    pub enough: bool,
+    /// Whether it has enough data and the process is past its warm-up: only then does it vote.
     pub speaks: bool,
     pub says_leak: bool,
 }
@@ -157,6 +176,8 @@ struct SignalState {
     windows: Vec<WindowHistory>,
     results: Vec<Option<WindowResult>>,
     suspected: bool,
+    /// Whether the last observation had a value.
+    present: bool,
     /// Consecutive evaluations with a window saying leak.
     streak: u32,
     last: f64,
@@ -177,9 +198,16 @@ pub struct LeakState {
 /// Settings of the analysis.
 #[derive(Debug, Clone)]
 pub struct LeakSettings {
+    /// Shortest first.
     pub windows: Vec<Duration>,
     pub grace: Duration,
     pub interval: Duration,
+}
+
+impl LeakSettings {
+    pub fn new(config: &crate::config::LeakConfig, interval: Duration) -> Self {
+        LeakSettings { windows: config.sorted_windows(), grace: config.grace_period, interval }
+    }
 }
 
 /// One sample of a process, as the analysis needs it.
@@ -198,6 +226,10 @@ pub struct Observation {
     /// Limits against which growth is harmless or not: heap limit, smallest memory limit.
     pub heap_limit: Option<f64>,
     pub memory_limit: Option<f64>,
+    /// Whether full GCs are observed (the inspector's GC observer runs): then the heap's floor is
+    /// only what full GCs leave, never the lows after young collections, which rise between two
+    /// full GCs in any busy app.
+    pub exact_heap_floors: bool,
 }
 
 impl LeakState {
@@ -206,6 +238,7 @@ impl LeakState {
             windows: settings.windows.iter().map(|w| WindowHistory::new(*w, settings.interval)).collect(),
             results: vec![None; settings.windows.len()],
             suspected: false,
+            present: false,
             streak: 0,
             last: 0.0,
             sawtooth: false,
@@ -221,6 +254,7 @@ impl LeakState {
         }
         for signal in Signal::ALL {
             let s = &mut self.signals[signal.index()];
+            s.present = o.values[signal.index()].is_some();
             let Some(v) = o.values[signal.index()] else { continue };
             if s.last - v > min_drop(signal, s.last) {
                 s.sawtooth = true;
@@ -235,7 +269,7 @@ impl LeakState {
                 }
             }
             let grace = settings.grace.as_secs_f64();
-            let warmed = o.age >= grace && (signal != Signal::HeapUsed || o.inspector_age.is_none_or(|a| a >= grace));
+            let warmed = o.age >= grace && (!signal.from_inspector() || o.inspector_age.is_none_or(|a| a >= grace));
             let limit = match signal {
                 Signal::HeapUsed => o.heap_limit,
                 Signal::Rss => o.memory_limit,
@@ -246,7 +280,7 @@ impl LeakState {
             let sawtooth = s.sawtooth;
             // Once full GCs are seen, the heap's floor is what they leave: the lows after young
             // collections rise between full GCs in any busy app.
-            let full_gc_floors = signal == Signal::HeapUsed && self.last_major_gc > 0;
+            let full_gc_floors = signal == Signal::HeapUsed && o.exact_heap_floors;
             for (i, w) in s.windows.iter_mut().enumerate() {
                 let result = if w.changed || s.results[i].is_none_or(|r| r.speaks != warmed) {
                     w.changed = false;
@@ -274,6 +308,12 @@ impl LeakState {
         }
     }
 
+    /// Whether the last observation had a value for the signal: its verdict is current. (A
+    /// heap verdict is not served while the inspector is away.)
+    pub fn has_data(&self, signal: Signal) -> bool {
+        self.signals[signal.index()].present
+    }
+
     pub fn suspected(&self, signal: Signal) -> bool {
         self.signals[signal.index()].suspected
     }
@@ -287,14 +327,59 @@ impl LeakState {
     /// confident the floor rises.
     pub fn projected_slope(&self, signal: Signal) -> Option<f64> {
         self.results(signal)
-            .find(|r| r.speaks && r.estimate.confidence >= CLEAR_BELOW && r.estimate.slope > 0.0)
+            .find(|r| r.speaks && r.estimate.confidence >= CLEAR_BELOW && r.estimate.slope >= min_rate(signal) / 2.0)
             .map(|r| r.estimate.slope)
+    }
+
+    /// Whether any signal has data (the process was observed at least once).
+    pub fn windows(&self) -> &[Duration] {
+        &self.windows
     }
 
     /// Seconds until `value` reaches `limit` at the projected growth; none when not growing.
     pub fn eta(&self, signal: Signal, value: f64, limit: f64) -> Option<f64> {
         let slope = self.projected_slope(signal)?;
         Some(((limit - value) / slope).max(0.0))
+    }
+}
+
+/// What the analysis takes from one target's readings at one sample. `t` is seconds on the
+/// sampler's monotonic clock, `unix_now` the wall clock of the same moment (the injected GC
+/// observer stamps full GCs with the app's wall clock).
+pub fn observation(target: &crate::target::Target, t: f64, now: std::time::Instant, unix_now: f64) -> Observation {
+    let r = &target.readings;
+    let mut o = Observation { t, age: target.age(now).as_secs_f64(), ..Observation::default() };
+    if let Some(p) = &r.procfs {
+        o.values[Signal::Rss.index()] = Some(p.resident_bytes as f64);
+        o.values[Signal::OpenFds.index()] = p.open_fds.map(|v| v as f64);
+        o.values[Signal::Sockets.index()] = p.sockets.map(|s| (s.tcp + s.udp + s.unix + s.other) as f64);
+    }
+    if let Some(i) = r.inspector.as_ref().filter(|i| i.connected) {
+        o.inspector_age = i.first_connected.map(|at| now.saturating_duration_since(at).as_secs_f64());
+        if let Some(h) = &i.heap {
+            o.values[Signal::HeapUsed.index()] = Some(h.used_bytes as f64);
+            o.values[Signal::External.index()] = Some(h.external_bytes as f64);
+            o.values[Signal::ActiveResources.index()] = Some(h.active_resources.iter().map(|(_, n)| *n as f64).sum());
+            o.heap_limit = Some(h.limit_bytes as f64).filter(|l| *l > 0.0);
+        }
+        if let Some((at_ms, used)) = i.after_major_gc {
+            let ago = (unix_now - at_ms / 1000.0).clamp(0.0, t.max(0.0));
+            o.heap_after_gc = Some((t - ago, used as f64, i.major_gcs));
+        }
+        o.exact_heap_floors = !i.gc.is_empty();
+    }
+    o.memory_limit = memory_limit(target).map(|(_, limit)| limit);
+    o
+}
+
+/// The smallest memory limit that applies to a process, and where it comes from (`cgroup` or
+/// `pm2`): the one that will stop it first as its memory grows.
+pub fn memory_limit(target: &crate::target::Target) -> Option<(&'static str, f64)> {
+    let cgroup = target.readings.cgroup.as_ref().and_then(|c| c.limit_bytes).map(|l| ("cgroup", l as f64));
+    let pm2 = target.identity.pm2.as_ref().and_then(|p| p.max_memory_restart).map(|l| ("pm2", l as f64));
+    match (cgroup, pm2) {
+        (Some(c), Some(p)) => Some(if p.1 < c.1 { p } else { c }),
+        (c, p) => c.or(p),
     }
 }
 
@@ -338,7 +423,7 @@ fn evaluate(
         _ => true,
     };
     let says_leak = speaks && estimate.confidence >= CONFIDENT && estimate.slope >= min_rate(signal) && harmful;
-    Some(WindowResult { window, estimate, speaks, says_leak })
+    Some(WindowResult { window, estimate, enough, speaks, says_leak })
 }
 
 /// Formats a window the way flags write it (`15m`, `1h`, `30s`).
@@ -371,6 +456,7 @@ mod tests {
             age: t + 3600.0,
             inspector_age: Some(t + 3600.0),
             heap_limit: Some(2048.0 * MIB),
+            exact_heap_floors: false,
             ..Observation::default()
         };
         o.values[Signal::HeapUsed.index()] = Some(v);

@@ -4,11 +4,13 @@
 //! `http`) are kept apart: the sampler writes snapshots, the HTTP side only serves the latest.
 
 pub mod analysis;
+pub mod analyze;
 pub mod app;
 pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod connector;
+pub mod demo;
 pub mod discovery;
 pub mod exposition;
 pub mod http;
@@ -16,3 +18,4 @@ pub mod leak;
 pub mod procstat;
 pub mod sampler;
 pub mod target;
+pub mod trace;

@@ -18,7 +18,12 @@ fn main() -> ExitCode {
     } else {
         builder.init();
     }
-    let result = parsed.config().map_err(anyhow::Error::from).and_then(nodejs_leak_exporter::app::run);
+    use nodejs_leak_exporter::cli::Command;
+    let result = match &parsed.cli.command {
+        None => parsed.config().map_err(anyhow::Error::from).and_then(nodejs_leak_exporter::app::run),
+        Some(Command::Analyze(a)) => nodejs_leak_exporter::analyze::run(a),
+        Some(Command::Demo(d)) => nodejs_leak_exporter::demo::run(d),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,6 +48,26 @@ pub struct TargetStatus {
     pub pm2_id: Option<String>,
     pub node_version: Option<String>,
     pub collectors: Vec<CollectorStatus>,
+    /// The leak analysis of each signal that has data.
+    pub leak: Vec<LeakStatus>,
+}
+
+/// One signal's leak analysis as the status page, the JSON API and the demo show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakStatus {
+    pub signal: &'static str,
+    pub suspected: bool,
+    pub windows: Vec<WindowStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowStatus {
+    pub window: String,
+    /// Units (bytes or count) per second of the floor.
+    pub growth_per_second: f64,
+    pub confidence: f64,
+    /// Whether the window holds enough data, past the warm-up, to vote.
+    pub speaks: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +201,9 @@ pub struct Sampler {
     clock: Clock,
     limiter: LogLimiter,
     publish: watch::Sender<Arc<Snapshot>>,
+    leak: crate::leak::LeakSettings,
+    /// The origin of the analysis clock.
+    epoch: Instant,
 }
 
 impl Sampler {
@@ -202,6 +225,8 @@ impl Sampler {
             clock: Clock::read(&config.paths.procfs),
             limiter: LogLimiter::default(),
             publish,
+            leak: crate::leak::LeakSettings::new(&config.leak, config.sample.interval),
+            epoch: Instant::now(),
         })
     }
 
@@ -262,6 +287,7 @@ impl Sampler {
             }
         }
         self.collect_all();
+        self.analyse();
         let snapshot = self.render(started);
         // Receivers may all be gone at shutdown; that is fine.
         let _ = self.publish.send(Arc::new(snapshot));
@@ -303,12 +329,27 @@ impl Sampler {
         }
     }
 
+    /// Feeds this sample of every live target to its leak analysis.
+    fn analyse(&mut self) {
+        let now = Instant::now();
+        let t = now.duration_since(self.epoch).as_secs_f64();
+        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        for target in self.registry.iter_mut() {
+            if matches!(target.state, TargetState::Exited { .. }) {
+                continue;
+            }
+            let o = crate::leak::observation(target, t, now, unix_now);
+            target.leak.get_or_insert_with(|| crate::leak::LeakState::new(&self.leak)).observe(&o, &self.leak);
+        }
+    }
+
     fn render(&mut self, started: Instant) -> Snapshot {
         let now = Instant::now();
         let exported: Vec<&Target> = self.registry.iter().filter(|t| t.is_exported()).collect();
         let mut families = Families::new();
         render_identity(&exported, &mut families);
         crate::exposition::render_warnings(&exported, &mut families);
+        crate::exposition::render_leak(&exported, &mut families);
         for (app, n) in self.registry.restarts() {
             families.counter(
                 crate::exposition::RESTARTS,
@@ -405,7 +446,29 @@ fn status_of(t: &Target, now: Instant) -> TargetStatus {
                 missing: gaps.iter().map(|g| format!("{}: {}", g.what, g.reason)).collect(),
             })
             .collect(),
+        leak: t.leak.as_ref().map(leak_status).unwrap_or_default(),
     }
+}
+
+fn leak_status(state: &crate::leak::LeakState) -> Vec<LeakStatus> {
+    crate::leak::Signal::ALL
+        .into_iter()
+        .filter(|s| state.has_data(*s))
+        .map(|signal| LeakStatus {
+            signal: signal.as_label(),
+            suspected: state.suspected(signal),
+            windows: state
+                .results(signal)
+                .filter(|r| r.enough)
+                .map(|r| WindowStatus {
+                    window: crate::leak::window_label(r.window),
+                    growth_per_second: r.estimate.slope,
+                    confidence: r.estimate.confidence,
+                    speaks: r.speaks,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn read_uptime(procfs: &std::path::Path) -> Option<f64> {

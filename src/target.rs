@@ -45,6 +45,8 @@ pub struct Target {
     pub exported_once: bool,
     /// This sample's `stat`, read by discovery and reused by collectors.
     pub stat: Option<crate::procstat::ProcStat>,
+    /// Growth history and verdicts; created at the first sample, dropped with the target.
+    pub leak: Option<crate::leak::LeakState>,
 }
 
 impl Target {
@@ -146,6 +148,7 @@ impl Registry {
                             gaps: BTreeMap::new(),
                             exported_once: false,
                             stat: f.stat,
+                            leak: None,
                         },
                     );
                 }
