@@ -216,51 +216,76 @@ pub const LIMIT_ETA: &str = "nodejs_memory_limit_eta_seconds";
 /// The leak analysis of each target: growth and confidence per signal and window (once the
 /// window holds enough data), the verdict per signal, and the time left before a limit.
 pub fn render_leak(targets: &[&Target], out: &mut Families) {
-    use crate::leak::{window_label, Signal};
     for t in targets {
         let Some(state) = &t.leak else { continue };
-        for signal in Signal::ALL {
-            if !state.has_data(signal) {
-                continue;
-            }
-            let label = signal.as_label();
-            for r in state.results(signal).filter(|r| r.enough) {
-                let window = window_label(r.window);
-                let labels = [("signal", label), ("window", window.as_str())];
-                if signal.is_bytes() {
-                    out.target_gauge(t, MEMORY_GROWTH, "Growth of the memory floor (the lows the GC sawtooth leaves), bytes per second, Theil-Sen over the window.", &labels, r.estimate.slope);
-                } else {
-                    out.target_gauge(t, COUNT_GROWTH, "Growth of a count (open fds, sockets, active resources) at its lows, per second, Theil-Sen over the window.", &labels, r.estimate.slope);
-                }
-                out.target_gauge(t, LEAK_CONFIDENCE, "Confidence (0 to 1, Mann-Kendall) that the floor of the signal rises over the window.", &labels, r.estimate.confidence);
-            }
-            out.target_gauge(
-                t,
-                LEAK_SUSPECTED,
-                "1 while the signal is judged to leak: its floor rises, with confidence, faster than the minimum rate, in one of the windows (with hysteresis).",
-                &[("signal", label)],
-                if state.suspected(signal) { 1.0 } else { 0.0 },
-            );
-        }
         let inspector = t.readings.inspector.as_ref().filter(|i| i.connected);
-        if let Some(heap) = inspector.and_then(|i| i.heap.as_ref()).filter(|h| h.limit_bytes > 0) {
+        let heap = inspector.and_then(|i| i.heap.as_ref()).filter(|h| h.limit_bytes > 0).map(|heap| {
             // V8 dies when what survives a full GC reaches the limit, not the top of the sawtooth.
             let floor = inspector.and_then(|i| i.after_major_gc).map(|(_, used)| used).unwrap_or(heap.used_bytes);
-            if let Some(eta) = state.eta(Signal::HeapUsed, floor as f64, heap.limit_bytes as f64) {
-                out.target_gauge(t, HEAP_ETA, "Seconds until the V8 heap floor reaches the heap limit at its current growth; absent when not growing.", &[], eta);
-            }
-        }
+            (floor as f64, heap.limit_bytes as f64)
+        });
         let rss = t.readings.procfs.as_ref().map(|p| p.resident_bytes as f64);
         let cgroup = t.readings.cgroup.as_ref();
         let limits = [
-            ("cgroup", cgroup.and_then(|c| c.limit_bytes), cgroup.and_then(|c| c.usage_bytes).map(|u| u as f64).or(rss)),
-            ("pm2", t.identity.pm2.as_ref().and_then(|p| p.max_memory_restart), rss),
+            (
+                "cgroup",
+                cgroup.and_then(|c| c.limit_bytes).map(|l| l as f64),
+                cgroup.and_then(|c| c.usage_bytes).map(|u| u as f64).or(rss),
+            ),
+            ("pm2", t.identity.pm2.as_ref().and_then(|p| p.max_memory_restart).map(|l| l as f64), rss),
         ];
-        for (source, limit, used) in limits {
-            let (Some(limit), Some(used)) = (limit, used) else { continue };
-            if let Some(eta) = state.eta(Signal::Rss, used, limit as f64) {
-                out.target_gauge(t, LIMIT_ETA, "Seconds until memory reaches the cgroup limit or PM2's max_memory_restart at the current RSS growth; absent when not growing.", &[("source", source)], eta);
+        leak_series(state, heap, &limits, |name, help, labels, value| out.target_gauge(t, name, help, labels, value));
+    }
+}
+
+/// The series of one process's leak analysis, for whoever serves them: the live exporter
+/// ([`render_leak`]) and `analyze --output promtool`, so an alert rule tested on a replayed trace
+/// sees what it will see live. `heap` is the heap floor (what the last full GC left, else heap
+/// used) and the heap limit; `limits` holds each memory limit by `source` with the memory it
+/// bounds. `emit` receives name, help, the labels after `pid` and `app`, and the value.
+pub fn leak_series(
+    state: &crate::leak::LeakState,
+    heap: Option<(f64, f64)>,
+    limits: &[(&str, Option<f64>, Option<f64>)],
+    mut emit: impl FnMut(&str, &str, &[(&str, &str)], f64),
+) {
+    use crate::leak::{window_label, Signal};
+    for signal in Signal::ALL {
+        if !state.has_data(signal) {
+            continue;
+        }
+        let label = signal.as_label();
+        for r in state.results(signal).filter(|r| r.enough) {
+            let window = window_label(r.window);
+            let labels = [("signal", label), ("window", window.as_str())];
+            if signal.is_bytes() {
+                emit(MEMORY_GROWTH, "Growth of the memory floor (the lows the GC sawtooth leaves), bytes per second, Theil-Sen over the window.", &labels, r.estimate.slope);
+            } else {
+                emit(COUNT_GROWTH, "Growth of a count (open fds, sockets, active resources) at its lows, per second, Theil-Sen over the window.", &labels, r.estimate.slope);
             }
+            emit(
+                LEAK_CONFIDENCE,
+                "Confidence (0 to 1, Mann-Kendall) that the floor of the signal rises over the window.",
+                &labels,
+                r.estimate.confidence,
+            );
+        }
+        emit(
+            LEAK_SUSPECTED,
+            "1 while the signal is judged to leak: its floor rises, with confidence, faster than the minimum rate, in one of the windows (with hysteresis).",
+            &[("signal", label)],
+            if state.suspected(signal) { 1.0 } else { 0.0 },
+        );
+    }
+    if let Some((floor, limit)) = heap {
+        if let Some(eta) = state.eta(Signal::HeapUsed, floor, limit) {
+            emit(HEAP_ETA, "Seconds until the V8 heap floor reaches the heap limit at its current growth; absent when not growing.", &[], eta);
+        }
+    }
+    for (source, limit, used) in limits {
+        let (Some(limit), Some(used)) = (limit, used) else { continue };
+        if let Some(eta) = state.eta(Signal::Rss, *used, *limit) {
+            emit(LIMIT_ETA, "Seconds until memory reaches the cgroup limit or PM2's max_memory_restart at the current RSS growth; absent when not growing.", &[("source", source)], eta);
         }
     }
 }
