@@ -4,8 +4,9 @@
 //! sampler feeds it live readings ([`observation`]), `analyze` replays traces through the same code.
 //!
 //! The rule, with constants fixed here (not fitted to any test corpus):
-//! - a window speaks only once it holds at least half its length of data and 6 floor points, and
-//!   only after the grace period (process warm-up; for the heap, also after the inspector opened);
+//! - samples taken during the grace period (process warm-up; for what the inspector reads, also
+//!   after the inspector first opened) never enter the history; a window speaks once it holds at
+//!   least half its length of data after that and 6 floor points;
 //! - a window says "leak" when the floor rises with Mann–Kendall confidence ≥ 0.99 at a rate of at
 //!   least the signal's minimum ([`min_rate`]), and, when a limit is known, fast enough to reach it
 //!   within 30 days — slower growth is certain but harmless;
@@ -260,16 +261,21 @@ impl LeakState {
                 s.sawtooth = true;
             }
             s.last = v;
-            for w in s.windows.iter_mut() {
-                w.push(o.t, v);
-                if signal == Signal::HeapUsed {
-                    if let Some((t, floor, _)) = new_floor {
-                        w.push_floor(t, floor);
+            let grace = settings.grace.as_secs_f64();
+            let warmed = o.age >= grace && (!signal.from_inspector() || o.inspector_age.is_none_or(|a| a >= grace));
+            // What grows during the warm-up (caches filling, code compiled, the young generation
+            // sized) never enters the history: a window judges only what came after it, or the
+            // first verdict after the grace period would judge the warm-up itself.
+            if warmed {
+                for w in s.windows.iter_mut() {
+                    w.push(o.t, v);
+                    if signal == Signal::HeapUsed {
+                        if let Some((t, floor, _)) = new_floor {
+                            w.push_floor(t, floor);
+                        }
                     }
                 }
             }
-            let grace = settings.grace.as_secs_f64();
-            let warmed = o.age >= grace && (!signal.from_inspector() || o.inspector_age.is_none_or(|a| a >= grace));
             let limit = match signal {
                 Signal::HeapUsed => o.heap_limit,
                 Signal::Rss => o.memory_limit,
