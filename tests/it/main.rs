@@ -3,6 +3,7 @@
 
 mod util;
 
+mod analyze;
 mod discovery;
 mod fixture_proc;
 mod inspector;
