@@ -582,7 +582,7 @@ fn summary(r: &Replayed, i: usize) -> Summary {
     }
 }
 
-/// Pads cells into aligned columns: the first and the last-but-`left_tail` columns to the left.
+/// Pads cells into aligned columns, numbers to the right and the columns in `left` to the left.
 fn columns(header: &[String], rows: &[Vec<String>], left: &[usize]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -634,9 +634,10 @@ fn table(r: &Replayed, step: Duration, assume_warm: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "{}: {} samples over {}, every {}; windows {}; {warm}",
+        "{}: {} sample{} over {}, every {}; windows {}; {warm}",
         r.trace.name,
         r.records.len(),
+        if r.records.len() == 1 { "" } else { "s" },
         fmt_duration(end - start),
         fmt_duration(r.settings.interval.as_secs_f64()),
         windows.join(", ")
