@@ -522,6 +522,7 @@ fn a_process_gone_mid_read_is_vanished_not_a_gap() {
         gaps: Default::default(),
         exported_once: true,
         stat: None,
+        leak: None,
     };
     let mut procfs = ProcfsCollector::new(&config.paths.procfs, false);
     assert!(procfs.read(target.handle.as_ref().unwrap(), None, None).is_err(), "read of a gone process");

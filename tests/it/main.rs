@@ -7,4 +7,5 @@ mod analyze;
 mod discovery;
 mod fixture_proc;
 mod inspector;
+mod leak;
 mod logs;

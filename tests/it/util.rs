@@ -95,7 +95,8 @@ pub struct NodeApp {
 }
 
 impl NodeApp {
-    /// Starts `cmd` (whose stdout prints `ready` once set up) and waits for that line.
+    /// Starts `cmd` (whose stdout prints `ready`, or `ready <details>`, once set up) and waits for
+    /// that line.
     pub fn start(mut cmd: Command) -> NodeApp {
         // The inspector prints "Debugger attached." on every attach: keep test output readable.
         let stderr = if std::env::var_os("NLE_TEST_APP_STDERR").is_some() { Stdio::inherit() } else { Stdio::null() };
@@ -114,7 +115,7 @@ impl NodeApp {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.trim() == "ready" => break,
+                Ok(line) if line.trim() == "ready" || line.starts_with("ready ") => break,
                 Ok(_) => continue,
                 Err(_) => {
                     let _ = child.kill();
