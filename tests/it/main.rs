@@ -3,6 +3,7 @@
 
 mod util;
 
+mod alerts;
 mod analyze;
 mod discovery;
 mod fixture_proc;
