@@ -68,13 +68,15 @@ node_major_install() {
   printf 'node-major %s: %s (%s)\n' "$major" "$bin" "$version"
 }
 
-# promtool (Debian's prometheus package); setpriv (util-linux) for the other-user cases.
-command -v promtool >/dev/null || apt_install prometheus
+# promtool and prometheus (Debian's prometheus package); Alertmanager and amtool for the alert
+# tests; setpriv (util-linux) for the other-user cases.
+command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_install prometheus
+command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager
 command -v setpriv >/dev/null || apt_install util-linux
 # Node.js: the machine ships node 20; fall back to Debian's if it is missing.
 command -v node >/dev/null || apt_install nodejs
 
-log "node $(node --version), $(promtool --version 2>&1 | head -n1)"
+log "node $(node --version), $(promtool --version 2>&1 | head -n1), $(prometheus-alertmanager --version 2>&1 | head -n1)"
 
 # Other Node.js majors for the inspector and discovery tests (NODE_BIN).
 for major in $node_majors; do

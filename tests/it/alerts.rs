@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::util;
 
@@ -84,7 +85,10 @@ fn every_alert_has_severity_summary_description_and_runbook() {
             assert!(["critical", "warning"].contains(&severity), "{name}: severity {severity:?}");
             for key in ["summary", "description"] {
                 let text = rule["annotations"][key].as_str().unwrap_or_default();
-                assert!(text.contains("$labels.app") || text.contains("$labels.instance"), "{name}: {key} names nothing");
+                assert!(
+                    text.contains("$labels.app") || text.contains("$labels.instance"),
+                    "{name}: {key} names nothing"
+                );
             }
             let runbook = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
             let file = runbook.rsplit('/').next().unwrap();
@@ -122,4 +126,114 @@ fn example_alertmanager_configuration_passes_amtool() {
         .expect("run amtool");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "amtool check-config:\n{report}");
+}
+
+/// The example Alertmanager configuration, pointed at `receiver` and with short group timings:
+/// only URLs, the key file and timings change.
+fn alertmanager_variant(receiver: &crate::prom::Receiver, key_file: &Path) -> String {
+    let text = std::fs::read_to_string(util::repo().join("alerts/alertmanager.example.yml")).unwrap();
+    let mut config: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    let timings = |route: &mut yaml_serde::Value| {
+        for (k, v) in [("group_wait", "1s"), ("group_interval", "2s"), ("repeat_interval", "1h")] {
+            if route.get(k).is_some() {
+                route[k] = yaml_serde::Value::String(v.into());
+            }
+        }
+    };
+    timings(&mut config["route"]);
+    for route in config["route"]["routes"].as_sequence_mut().unwrap() {
+        timings(route);
+    }
+    for r in config["receivers"].as_sequence_mut().unwrap() {
+        if let Some(pd) = r.get_mut("pagerduty_configs").and_then(|v| v.as_sequence_mut()) {
+            pd[0]["url"] = receiver.url("/v2/enqueue").into();
+            pd[0]["routing_key_file"] = key_file.display().to_string().into();
+        }
+        if let Some(hooks) = r.get_mut("webhook_configs").and_then(|v| v.as_sequence_mut()) {
+            hooks[0]["url"] = receiver.url("/chat").into();
+        }
+    }
+    yaml_serde::to_string(&config).unwrap()
+}
+
+/// A leaking app and its fixed twin → the exporter → a real Prometheus loading the shipped rules
+/// (with `for:` shortened) → a real Alertmanager with the example routing → PagerDuty's Events
+/// API, played by a local receiver: the leak pages with its summary, the twin never does.
+#[test]
+fn a_heap_leak_pages_through_alertmanager_and_its_fixed_twin_does_not() {
+    let Some(node) = util::node() else { return };
+    if util::require_tool("prometheus").is_none() || util::require_tool("prometheus-alertmanager").is_none() {
+        return;
+    }
+    // Two names for the same fixture, so the two apps have their own `app` label.
+    let apps = tempfile::tempdir().unwrap();
+    let mut started = Vec::new();
+    for (name, args) in
+        [("orders-leaky.js", ["leak=map", "leak_bytes=2000"]), ("orders-fixed.js", ["leak=none", "cache_max=500"])]
+    {
+        let script = apps.path().join(name);
+        std::os::unix::fs::symlink(util::fixture_app("service.js"), &script).unwrap();
+        let mut cmd = Command::new(&node);
+        cmd.args(["--expose-gc", "--inspect=127.0.0.1:0"]).arg(&script).args(args).arg("gc_every=500");
+        started.push(util::NodeApp::start(cmd));
+    }
+    let (leaky, fixed) = (&started[0], &started[1]);
+    let exporter = util::Exporter::start_for(
+        &[leaky.pid, fixed.pid],
+        &[
+            "--sample.interval=250ms",
+            "--leak.window=30s",
+            "--leak.window=90s",
+            "--leak.grace-period=60s",
+            "--no-collector.logs",
+        ],
+    );
+
+    let receiver = crate::prom::Receiver::start();
+    let (_key_dir, key_file) = crate::prom::temp_file("routing-key", "test-routing-key-0123456789\n");
+    let Some(am) = crate::prom::alertmanager(&alertmanager_variant(&receiver, &key_file)) else { return };
+    let rules = render_rules(&[
+        ("heap_leak_for", "5s"),
+        ("native_leak_for", "5s"),
+        ("handle_leak_for", "5s"),
+        ("eta_for", "5s"),
+        ("inspector_lost_for", "5s"),
+    ]);
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
+         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n\
+         scrape_configs:\n  - job_name: nodejs-leak-exporter\n    static_configs:\n      - targets: ['{}']\n",
+        am.addr, exporter.addr
+    );
+    let Some(prometheus) = crate::prom::prometheus(&config, &[("rules.yml", &rules)]) else { return };
+
+    let page = util::wait_for("a PagerDuty trigger for orders-leaky.js", Duration::from_secs(300), || {
+        receiver.bodies("/v2/enqueue").into_iter().find(|e| {
+            e["event_action"] == "trigger"
+                && e["payload"]["summary"].as_str().is_some_and(|s| s.contains("orders-leaky.js"))
+        })
+    });
+    let summary = page["payload"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with(&format!("Heap leak in orders-leaky.js (pid {})", leaky.pid)), "{page:#}");
+    assert_eq!(page["routing_key"], "test-routing-key-0123456789", "{page:#}");
+    assert_eq!(page["payload"]["severity"], "critical", "{page:#}");
+    let details = page["payload"]["custom_details"]["firing"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("NodejsHeapLeak") && details.contains("B/s") && details.contains("runbooks/NodejsHeapLeak.md"),
+        "{page:#}"
+    );
+
+    // The twin ran the same time under the same rules: give the pipeline a few more evaluation
+    // and group intervals, then nothing may have paged for it, and its heap verdict is 0.
+    let quiet_until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < quiet_until {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let fixed_pages: Vec<_> =
+        receiver.bodies("/v2/enqueue").into_iter().filter(|e| e.to_string().contains("orders-fixed.js")).collect();
+    assert!(fixed_pages.is_empty(), "the fixed twin paged: {fixed_pages:#?}");
+    let verdict =
+        crate::prom::query(&prometheus, "nodejs_leak_suspected{app=\"orders-fixed.js\",signal=\"heap_used\"}");
+    assert!(!verdict.is_empty() && verdict.iter().all(|s| s["value"][1] == "0"), "{verdict:?}");
+    drop((prometheus, am, exporter, started));
 }

@@ -10,3 +10,4 @@ mod fixture_proc;
 mod inspector;
 mod leak;
 mod logs;
+mod prom;
