@@ -150,7 +150,10 @@ fn the_warm_up_is_neither_judged_nor_measured() {
             "a leak flagged within the grace period:\n{m}"
         );
         let growth = util::series(&m, "nodejs_memory_growth_bytes_per_second");
-        assert!(growth.iter().all(|(l, _)| !l.contains(&("pid".into(), pid.clone()))), "growth measured in the warm-up:\n{m}");
+        assert!(
+            growth.iter().all(|(l, _)| !l.contains(&("pid".into(), pid.clone()))),
+            "growth measured in the warm-up:\n{m}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
