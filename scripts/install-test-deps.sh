@@ -91,3 +91,27 @@ if [ ! -x "$pm2_bin" ]; then
   npm install --no-audit --no-fund --loglevel=error --prefix target/npm-tools pm2 >&2
 fi
 log "pm2 $("$pm2_bin" --version 2>/dev/null | tail -n1)"
+
+# prom-client from npm for the dashboard tests: an app exporting prom-client's default metrics
+# itself, whose panels must work too.
+if [ ! -f target/npm-tools/node_modules/prom-client/package.json ]; then
+  log "npm install prom-client@15 into target/npm-tools"
+  mkdir -p target/npm-tools
+  npm install --no-audit --no-fund --loglevel=error --prefix target/npm-tools prom-client@15 >&2
+fi
+
+# The Grafana Foundation SDK (PyPI) for dashboards/generate.py and scripts/check-dashboards.py,
+# in a venv under target/py; pinned to its Grafana v11.6 branch (dashboard schemaVersion 41).
+GRAFANA_SDK_VERSION='1769699379!11.6.0'
+py_venv="$PWD/target/py"
+grafana_sdk_installed() {
+  "$py_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("grafana-foundation-sdk"))' 2>/dev/null
+}
+if [ "$(grafana_sdk_installed)" != "$GRAFANA_SDK_VERSION" ]; then
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "the Grafana Foundation SDK needs Python 3.11 or later"
+  [ -x "$py_venv/bin/python" ] || python3 -m venv "$py_venv" || { apt_install python3-venv; python3 -m venv "$py_venv"; }
+  log "pip install grafana-foundation-sdk==$GRAFANA_SDK_VERSION into target/py"
+  "$py_venv/bin/python" -m pip install --quiet --disable-pip-version-check "grafana-foundation-sdk==$GRAFANA_SDK_VERSION" >&2
+fi
+log "grafana-foundation-sdk $(grafana_sdk_installed)"
