@@ -59,7 +59,7 @@ pub struct DemoArgs {
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("cannot run {node:?} ({source}): the demo needs Node.js 18 or later on PATH, or --node PATH")]
+    #[error("cannot run {node:?}: the demo needs Node.js 18 or later on PATH, or --node PATH")]
     NodeMissing { node: PathBuf, source: std::io::Error },
     #[error("{node:?} --version failed: {message}")]
     NodeBroken { node: PathBuf, message: String },
@@ -120,7 +120,10 @@ fn config(args: &DemoArgs, apps: &Apps, dir: &Path) -> anyhow::Result<Config> {
     c.collectors.logs.start_at = StartAt::Beginning;
     c.collectors.logs.paths = APPS
         .iter()
-        .map(|name| LogPath { path: dir.join(name).join("node.log").display().to_string(), app: Some(name.to_string()) })
+        .map(|name| LogPath {
+            path: dir.join(name).join("node.log").display().to_string(),
+            app: Some(name.to_string()),
+        })
         .collect();
     c.validate()?;
     Ok(c)
@@ -278,6 +281,8 @@ async fn drive(
         windows: &WINDOWS,
         grace: GRACE,
         rate: traffic::RATE,
+        warmup_rate: traffic::WARMUP_RATE,
+        warmup: traffic::WARMUP,
         connections: traffic::CONNECTIONS,
         fail_every: db::FAIL_EVERY,
         duration: settings.duration,
@@ -299,15 +304,13 @@ async fn drive(
         out.line("the exporter has not connected to both inspectors yet; starting the traffic anyway");
     }
     let stats: Vec<Arc<traffic::Stats>> = targets.iter().map(|_| Arc::new(traffic::Stats::default())).collect();
+    let start = tokio::time::Instant::now();
     let mut tasks: Vec<tokio::task::JoinHandle<()>> =
-        targets.iter().zip(&stats).flat_map(|((_, _, port), s)| traffic::drive(*port, s.clone())).collect();
+        targets.iter().zip(&stats).flat_map(|((_, _, port), s)| traffic::drive(*port, start, s.clone())).collect();
     tasks.push(db);
     let started = Instant::now();
-    out.line(&format!(
-        "traffic started: {} requests/s to each app over {} keep-alive connections",
-        traffic::RATE,
-        traffic::CONNECTIONS
-    ));
+    out.line("");
+    out.line(&format!("[{}] the exporter reads both inspectors: traffic started.", view::clock(Duration::ZERO)));
 
     let mut tracker = view::Tracker::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -334,7 +337,7 @@ async fn drive(
         for event in tracker.update(at, &readings) {
             out.event(&event);
         }
-        out.refresh(at, &readings);
+        out.refresh(at, &readings, &tracker);
     };
     for task in &tasks {
         task.abort();

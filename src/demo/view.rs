@@ -99,27 +99,25 @@ impl Reading {
     fn signal(&self, signal: &str) -> Option<&LeakStatus> {
         self.leak.iter().find(|l| l.signal == signal)
     }
-
-    /// Whether some window of the signal holds enough data, past the warm-up, to judge it.
-    fn judged(&self, signal: &str) -> bool {
-        self.signal(signal).is_some_and(|l| l.windows.iter().any(|w| w.speaks))
-    }
 }
 
 /// Whether the exporter holds an inspector session to `pid`.
 pub fn inspector_connected(snapshot: &Snapshot, pid: i32) -> bool {
     let pid = pid.to_string();
-    samples(&snapshot.metrics)
-        .any(|(name, labels, v)| name == "nodejs_inspector_connected" && label(&labels, "pid") == Some(&pid) && v == 1.0)
+    samples(&snapshot.metrics).any(|(name, labels, v)| {
+        name == "nodejs_inspector_connected" && label(&labels, "pid") == Some(&pid) && v == 1.0
+    })
 }
 
-/// The samples of an exposition text: (name, labels, value). Comments and malformed lines are
-/// skipped.
-fn samples(text: &str) -> impl Iterator<Item = (&str, Vec<(&str, String)>, f64)> {
+/// One sample of an exposition text: name, labels, value.
+type Sample<'a> = (&'a str, Vec<(&'a str, String)>, f64);
+
+/// The samples of an exposition text. Comments and malformed lines are skipped.
+fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
     text.lines().filter(|l| !l.starts_with('#')).filter_map(parse_sample)
 }
 
-fn parse_sample(line: &str) -> Option<(&str, Vec<(&str, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
     let (head, value) = line.rsplit_once(' ')?;
     let value = value.parse().ok()?;
     let Some(open) = head.find('{') else { return Some((head, Vec::new(), value)) };
@@ -172,6 +170,8 @@ pub struct Tracker {
     /// How often each (app, signal) was cleared after being suspected.
     pub cleared: BTreeMap<(&'static str, &'static str), u32>,
     pub first_warning: BTreeMap<&'static str, Duration>,
+    /// Each (app, signal) once a window of it has spoken: the exporter had enough data to judge.
+    judged: BTreeSet<(&'static str, &'static str)>,
     /// When the fixed twin was first judged on every expected signal.
     pub fixed_judged: Option<Duration>,
     stable_since: Option<Duration>,
@@ -179,11 +179,19 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Whether a window of the app's signal has spoken at some point.
+    pub fn judged(&self, app: &'static str, signal: &str) -> bool {
+        self.judged.iter().any(|(a, s)| *a == app && *s == signal)
+    }
+
     pub fn update(&mut self, at: Duration, readings: &[Reading]) -> Vec<Event> {
         let mut events = Vec::new();
         for r in readings.iter().filter(|r| r.watched) {
             for status in &r.leak {
                 let key = (r.app, status.signal);
+                if status.windows.iter().any(|w| w.speaks) {
+                    self.judged.insert(key);
+                }
                 if status.suspected && self.flagged.insert(key) {
                     self.first_flagged.entry(key).or_insert(at);
                     events.push(Event::Flagged { at, app: r.app, status: status.clone() });
@@ -194,17 +202,19 @@ impl Tracker {
             }
             if r.warnings() > 0.0 && !self.first_warning.contains_key(r.app) {
                 self.first_warning.insert(r.app, at);
-                let (event, emitter, _) = r.max_listeners.iter().find(|(_, _, n)| *n > 0.0).cloned().unwrap_or_default();
+                let (event, emitter, _) =
+                    r.max_listeners.iter().find(|(_, _, n)| *n > 0.0).cloned().unwrap_or_default();
                 events.push(Event::Warning { at, app: r.app, event, emitter, count: r.warnings() });
             }
         }
         let leaky = readings.iter().find(|r| r.app == LEAKY);
         let fixed = readings.iter().find(|r| r.app == FIXED);
-        if self.fixed_judged.is_none() && fixed.is_some_and(|f| EXPECTED.iter().all(|s| f.judged(s))) {
+        if self.fixed_judged.is_none() && EXPECTED.iter().all(|s| self.judged(FIXED, s)) {
             self.fixed_judged = Some(at);
         }
         let settled = leaky.is_some_and(|l| EXPECTED.iter().all(|s| l.suspected().contains(s)) && l.warnings() > 0.0)
-            && fixed.is_some_and(|f| f.suspected().is_empty() && EXPECTED.iter().all(|s| f.judged(s)));
+            && fixed.is_some_and(|f| f.watched && f.suspected().is_empty())
+            && self.fixed_judged.is_some();
         self.stable_since = if settled { self.stable_since.or(Some(at)) } else { None };
         if self.concluded.is_none() && self.stable_since.is_some_and(|since| at >= since + STABLE_FOR) {
             self.concluded = Some(at);
@@ -223,6 +233,8 @@ pub struct Header<'a> {
     pub windows: &'a [Duration],
     pub grace: Duration,
     pub rate: f64,
+    pub warmup_rate: f64,
+    pub warmup: Duration,
     pub connections: u64,
     pub fail_every: u64,
     pub duration: Option<Duration>,
@@ -256,40 +268,61 @@ impl Output {
         let base = metrics_base(h.listen_address);
         let windows: Vec<String> = h.windows.iter().map(|w| crate::leak::window_label(*w)).collect();
         let mut text = String::new();
-        let _ = writeln!(text, "nodejs-leak-exporter demo: the typical incident in two minutes ({}).", h.node_version);
+        let _ = writeln!(
+            text,
+            "nodejs-leak-exporter demo: the typical incident in about two minutes (Node.js {}).",
+            h.node_version
+        );
         let _ = writeln!(text);
         let _ = writeln!(
             text,
-            "Two copies of one HTTP service run side by side, with the same traffic ({} requests/s each over {} keep-alive",
-            h.rate, h.connections
+            "One HTTP service, two copies, the same traffic, the same small database (one query in {} fails):",
+            h.fail_every
         );
-        let _ = writeln!(text, "connections) against the same small database, where one query in {} fails:", h.fail_every);
         for (name, pid, port) in h.apps {
             let what = if *name == LEAKY {
-                "the three bugs: a 'close' listener added per request, a connection not released on the error path, a Map cache with no eviction"
+                [
+                    "the three bugs: a 'close' listener added per request, a connection not",
+                    "released on an error path, a Map cache with no eviction",
+                ]
             } else {
-                "the three fixes: the listener added once to the response, release in finally, a bounded cache"
+                ["the fixes: the listener added once to the response, release in finally,", "a bounded cache"]
             };
-            let _ = writeln!(text, "  {name:<5}  pid {pid:<7}  http://127.0.0.1:{port}/  {what}");
+            let head = format!("  {name:<5}  pid {pid:<7}  http://127.0.0.1:{port}/  ");
+            let _ = writeln!(text, "{head}{}", what[0]);
+            let _ = writeln!(text, "{:width$}{}", "", what[1], width = head.len());
         }
         let _ = writeln!(
             text,
-            "Both run with --inspect=127.0.0.1:0: the exporter finds the inspector, reads the V8 heap through it and counts warnings,"
+            "Traffic: {} keep-alive connections to each app, {} requests/s for {}s to warm them up, then {} requests/s.",
+            h.connections,
+            h.warmup_rate,
+            h.warmup.as_secs(),
+            h.rate
         );
-        let _ = writeln!(text, "with no change to the app (the inspector stays on loopback: it is remote code execution).");
         let _ = writeln!(
             text,
-            "Demo settings: a sample every second, windows of {}, {}s of warm-up (production: 5s, 15m/1h/6h, 10m).",
+            "Both apps run with --inspect=127.0.0.1:0: the exporter finds each inspector and reads the V8 heap,"
+        );
+        let _ = writeln!(
+            text,
+            "GCs and warnings through it, with no change to the app (loopback only: an inspector is remote code"
+        );
+        let _ = writeln!(text, "execution). Everything else it reads from /proc.");
+        let _ = writeln!(
+            text,
+            "Exporter settings for the demo: a sample every second, windows of {}, {}s of grace (production: 5s,",
             windows.join(" and "),
             h.grace.as_secs()
         );
+        let _ = writeln!(text, "15m/1h/6h, 10m): the traffic makes in minutes the full GCs a server makes in hours.");
         let _ = writeln!(text, "Metrics: {base}/metrics   status page: {base}/");
         match h.duration {
             Some(d) => {
-                let _ = writeln!(text, "Stopping after {}; Ctrl-C stops earlier.", clock(d));
+                let _ = writeln!(text, "Stops after {}; Ctrl-C stops it earlier.", clock(d));
             }
             None => {
-                let _ = writeln!(text, "Ctrl-C stops the demo and both apps.");
+                let _ = writeln!(text, "Runs until Ctrl-C, which stops both apps too.");
             }
         }
         for l in text.lines() {
@@ -304,13 +337,13 @@ impl Output {
     }
 
     /// Shows the table if it is time to.
-    pub fn refresh(&mut self, at: Duration, readings: &[Reading]) {
+    pub fn refresh(&mut self, at: Duration, readings: &[Reading], tracker: &Tracker) {
         let every = if self.terminal { TERMINAL_REFRESH } else { LOG_REFRESH };
         if self.last_table.is_some_and(|last| at < last + every) {
             return;
         }
         self.last_table = Some(at);
-        let table = table(at, readings, self.terminal);
+        let table = table(at, readings, tracker, self.terminal);
         if self.terminal {
             // Clear and redraw: header and events, then the table at the bottom.
             let mut screen = String::from("\x1b[H\x1b[2J");
@@ -349,7 +382,9 @@ impl Output {
                 w if w.is_empty() => "none".to_string(),
                 w => w
                     .iter()
-                    .map(|(event, emitter, n)| format!("{n} MaxListenersExceededWarning ({event} listeners on {emitter})"))
+                    .map(|(event, emitter, n)| {
+                        format!("{n} MaxListenersExceededWarning ({event} listeners on {emitter})")
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
             };
@@ -364,7 +399,8 @@ impl Output {
                 let _ = writeln!(text, "Conclusion reached after {}.", clock(at));
             }
             (None, None) => {
-                let _ = writeln!(text, "No conclusion yet: the fixed app was not judged on every signal; run it longer.");
+                let _ =
+                    writeln!(text, "No conclusion yet: the fixed app was not judged on every signal; run it longer.");
             }
             (None, Some(_)) => {
                 let _ = writeln!(text, "No conclusion: the verdicts did not settle as expected (see above).");
@@ -396,7 +432,7 @@ fn metrics_base(listen_address: &str) -> String {
     }
 }
 
-fn table(at: Duration, readings: &[Reading], terminal: bool) -> String {
+fn table(at: Duration, readings: &[Reading], tracker: &Tracker, terminal: bool) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "[{}] what the exporter sees", clock(at));
     let _ = writeln!(
@@ -410,7 +446,7 @@ fn table(at: Duration, readings: &[Reading], terminal: bool) -> String {
             .and_then(|l| l.windows.first())
             .map(|w| format!("{} {}", per_minute(Signal::HeapUsed, w.growth_per_second), w.window))
             .unwrap_or_else(|| "-".to_string());
-        let verdict = verdict(r, terminal);
+        let verdict = verdict(r, tracker, terminal);
         let _ = writeln!(
             t,
             "  {:<5}  {:>7}  {:>9}  {:>10}  {:>16}  {:>9}  {:>7}  {:>8}  {:>8}  {verdict}",
@@ -428,7 +464,7 @@ fn table(at: Duration, readings: &[Reading], terminal: bool) -> String {
     t
 }
 
-fn verdict(r: &Reading, terminal: bool) -> String {
+fn verdict(r: &Reading, tracker: &Tracker, terminal: bool) -> String {
     if !r.watched {
         return "not watched (yet)".into();
     }
@@ -440,8 +476,9 @@ fn verdict(r: &Reading, terminal: bool) -> String {
         let text = format!("LEAK: {}", suspected.join(", "));
         return if terminal { format!("\x1b[1;31m{text}\x1b[0m") } else { text };
     }
-    if EXPECTED.iter().all(|s| r.judged(s)) {
-        return "no leak".into();
+    let judged: Vec<&str> = Signal::ALL.iter().map(|s| s.as_label()).filter(|s| tracker.judged(r.app, s)).collect();
+    if !judged.is_empty() {
+        return format!("no leak ({} signals judged)", judged.len());
     }
     if r.age_seconds < super::GRACE.as_secs_f64() {
         return "warming up".into();
@@ -625,10 +662,7 @@ nodejs_warnings_total{pid="42",app="a \"quoted\" name",name="X"} 1
     fn a_verdict_is_reported_once_with_its_evidence_and_the_conclusion_waits_until_stable() {
         let mut tracker = Tracker::default();
         let leaky = |suspected| {
-            let s = snapshot(
-                METRICS,
-                vec![status("heap_used", suspected, true), status("sockets", suspected, true)],
-            );
+            let s = snapshot(METRICS, vec![status("heap_used", suspected, true), status("sockets", suspected, true)]);
             Reading::from_snapshot(&s, LEAKY, 42, &Stats::default())
         };
         let fixed = Reading {
@@ -637,11 +671,19 @@ nodejs_warnings_total{pid="42",app="a \"quoted\" name",name="X"} 1
             leak: vec![status("heap_used", false, true), status("sockets", false, true)],
             ..Reading::default()
         };
-        assert!(tracker.update(Duration::from_secs(1), &[leaky(false), fixed.clone()]).iter().all(|e| matches!(e, Event::Warning { .. })));
+        assert!(tracker
+            .update(Duration::from_secs(1), &[leaky(false), fixed.clone()])
+            .iter()
+            .all(|e| matches!(e, Event::Warning { .. })));
         let events = tracker.update(Duration::from_secs(2), &[leaky(true), fixed.clone()]);
         assert_eq!(events.len(), 2, "{events:?}");
         let text = describe(&events[0]);
-        assert!(text.contains("LEAK on heap_used") && text.contains("+5.72 MiB/min") && text.contains("0.999 over the last 1m"), "{text}");
+        assert!(
+            text.contains("LEAK on heap_used")
+                && text.contains("+5.72 MiB/min")
+                && text.contains("0.999 over the last 1m"),
+            "{text}"
+        );
         assert!(tracker.update(Duration::from_secs(3), &[leaky(true), fixed.clone()]).is_empty());
         let events = tracker.update(Duration::from_secs(12), &[leaky(true), fixed.clone()]);
         assert!(matches!(events[..], [Event::Conclusion { .. }]), "{events:?}");

@@ -5,6 +5,7 @@ mod util;
 
 mod alerts;
 mod analyze;
+mod demo;
 mod discovery;
 mod fixture_proc;
 mod inspector;
