@@ -37,6 +37,12 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 const WINDOWS: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(180)];
 /// Warm-up with no verdict (10m in production): caches fill and code is compiled.
 const GRACE: Duration = Duration::from_secs(20);
+/// The apps' heap limit, as production apps set one (`--max-old-space-size`). With the default
+/// limit (several GiB) V8 lets the heap grow to about four times what it keeps between full GCs,
+/// and how far depends on how fast it judges itself: on a busy machine full GCs came every 5 to 10
+/// seconds, too few for a one-minute window. With 512 MiB they come about every second whatever
+/// the load, and the leaky app's heap has a limit to reach: the crash every few hours.
+const HEAP_LIMIT_MIB: u32 = 512;
 /// How long the apps and their inspectors may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -173,13 +179,14 @@ struct App {
 }
 
 impl App {
-    /// Starts `node --inspect=127.0.0.1:0 <dir>/<name>/app.js <name> <db_port>` and waits for it to
-    /// serve. Its stderr (warnings, the inspector's messages) goes to `<dir>/<name>/node.log`.
+    /// Starts `node --inspect=127.0.0.1:0 --max-old-space-size=512 <dir>/<name>/app.js <name>
+    /// <db_port>` and waits for it to serve. Its stderr (warnings, the inspector's messages) goes to `<dir>/<name>/node.log`.
     fn start(node: &Path, dir: &Path, name: &'static str, db_port: u16) -> anyhow::Result<App> {
         let log_path = dir.join(name).join("node.log");
         let log = std::fs::File::create(&log_path)?;
         let mut cmd = Command::new(node);
         cmd.arg("--inspect=127.0.0.1:0")
+            .arg(format!("--max-old-space-size={HEAP_LIMIT_MIB}"))
             .arg(dir.join(name).join("app.js"))
             .arg(name)
             .arg(db_port.to_string())
@@ -283,6 +290,7 @@ async fn drive(
         rate: traffic::RATE,
         warmup_rate: traffic::WARMUP_RATE,
         warmup: traffic::WARMUP,
+        heap_limit_mib: HEAP_LIMIT_MIB,
         connections: traffic::CONNECTIONS,
         fail_every: db::FAIL_EVERY,
         duration: settings.duration,

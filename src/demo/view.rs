@@ -35,6 +35,9 @@ pub struct Reading {
     pub heap_used: Option<f64>,
     /// Heap used right after the last full GC.
     pub heap_floor: Option<f64>,
+    /// Seconds until the heap floor reaches the heap limit at its growth.
+    pub heap_eta: Option<f64>,
+    pub heap_limit: Option<f64>,
     pub full_gcs: Option<f64>,
     pub rss: Option<f64>,
     pub sockets: Option<f64>,
@@ -71,6 +74,8 @@ impl Reading {
                 "nodejs_inspector_connected" => r.inspector = value == 1.0,
                 "nodejs_heap_size_used_bytes" => r.heap_used = Some(value),
                 "nodejs_heap_size_used_after_gc_bytes" => r.heap_floor = Some(value),
+                "nodejs_heap_exhaustion_eta_seconds" => r.heap_eta = Some(value),
+                "nodejs_heap_size_limit_bytes" => r.heap_limit = Some(value),
                 "nodejs_gc_duration_seconds_count" if label(&labels, "kind") == Some("major") => {
                     r.full_gcs = Some(value)
                 }
@@ -152,7 +157,8 @@ fn label<'a>(labels: &'a [(&str, String)], key: &str) -> Option<&'a str> {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A signal became suspected.
-    Flagged { at: Duration, app: &'static str, status: LeakStatus },
+    /// A signal became suspected; for the heap, with the time left until its limit and the limit.
+    Flagged { at: Duration, app: &'static str, status: LeakStatus, heap_eta: Option<(f64, f64)> },
     /// A suspected signal was cleared.
     Cleared { at: Duration, app: &'static str, signal: &'static str },
     /// The first `MaxListenersExceededWarning` of an app.
@@ -194,7 +200,8 @@ impl Tracker {
                 }
                 if status.suspected && self.flagged.insert(key) {
                     self.first_flagged.entry(key).or_insert(at);
-                    events.push(Event::Flagged { at, app: r.app, status: status.clone() });
+                    let heap_eta = r.heap_eta.zip(r.heap_limit).filter(|_| status.signal == "heap_used");
+                    events.push(Event::Flagged { at, app: r.app, status: status.clone(), heap_eta });
                 } else if !status.suspected && self.flagged.remove(&key) {
                     *self.cleared.entry(key).or_default() += 1;
                     events.push(Event::Cleared { at, app: r.app, signal: status.signal });
@@ -235,6 +242,7 @@ pub struct Header<'a> {
     pub rate: f64,
     pub warmup_rate: f64,
     pub warmup: Duration,
+    pub heap_limit_mib: u32,
     pub connections: u64,
     pub fail_every: u64,
     pub duration: Option<Duration>,
@@ -267,18 +275,7 @@ impl Output {
     pub fn header(&mut self, h: &Header) {
         let base = metrics_base(h.listen_address);
         let windows: Vec<String> = h.windows.iter().map(|w| crate::leak::window_label(*w)).collect();
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "nodejs-leak-exporter demo: the typical incident in about two minutes (Node.js {}).",
-            h.node_version
-        );
-        let _ = writeln!(text);
-        let _ = writeln!(
-            text,
-            "One HTTP service, two copies, the same traffic, the same small database (one query in {} fails):",
-            h.fail_every
-        );
+        let mut apps = String::new();
         for (name, pid, port) in h.apps {
             let what = if *name == LEAKY {
                 [
@@ -289,42 +286,34 @@ impl Output {
                 ["the fixes: the listener added once to the response, release in finally,", "a bounded cache"]
             };
             let head = format!("  {name:<5}  pid {pid:<7}  http://127.0.0.1:{port}/  ");
-            let _ = writeln!(text, "{head}{}", what[0]);
-            let _ = writeln!(text, "{:width$}{}", "", what[1], width = head.len());
+            let _ = writeln!(apps, "{head}{}\n{:width$}{}", what[0], "", what[1], width = head.len());
         }
-        let _ = writeln!(
-            text,
-            "Traffic: {} keep-alive connections to each app, {} requests/s for {}s to warm them up, then {} requests/s.",
-            h.connections,
-            h.warmup_rate,
-            h.warmup.as_secs(),
-            h.rate
+        let stop = match h.duration {
+            Some(d) => format!("Stops after {}; Ctrl-C stops it earlier.", clock(d)),
+            None => "Runs until Ctrl-C, which stops both apps too.".to_string(),
+        };
+        let text = format!(
+            "nodejs-leak-exporter demo: the typical incident in about two minutes (Node.js {node}).
+
+One HTTP service, two copies, the same traffic, the same small database (one query in {fail_every} fails):
+{apps}Traffic: {connections} keep-alive connections to each app, {warmup_rate} requests/s for {warmup}s to warm them up, then {rate}/s.
+Both run with --max-old-space-size={heap_limit}, a heap limit as production sets one, and --inspect=127.0.0.1:0:
+the exporter finds each inspector and reads the V8 heap, GCs and warnings through it, with no change
+to the app (loopback only: an inspector is remote code execution). The rest it reads from /proc.
+Exporter settings for the demo: a sample every second, windows of {windows}, {grace}s of grace (production:
+5s, 15m/1h/6h, 10m): the traffic makes in minutes the full GCs a server makes in hours.
+Metrics: {base}/metrics   status page: {base}/
+{stop}",
+            node = h.node_version,
+            fail_every = h.fail_every,
+            connections = h.connections,
+            warmup_rate = h.warmup_rate,
+            warmup = h.warmup.as_secs(),
+            rate = h.rate,
+            heap_limit = h.heap_limit_mib,
+            windows = windows.join(" and "),
+            grace = h.grace.as_secs(),
         );
-        let _ = writeln!(
-            text,
-            "Both apps run with --inspect=127.0.0.1:0: the exporter finds each inspector and reads the V8 heap,"
-        );
-        let _ = writeln!(
-            text,
-            "GCs and warnings through it, with no change to the app (loopback only: an inspector is remote code"
-        );
-        let _ = writeln!(text, "execution). Everything else it reads from /proc.");
-        let _ = writeln!(
-            text,
-            "Exporter settings for the demo: a sample every second, windows of {}, {}s of grace (production: 5s,",
-            windows.join(" and "),
-            h.grace.as_secs()
-        );
-        let _ = writeln!(text, "15m/1h/6h, 10m): the traffic makes in minutes the full GCs a server makes in hours.");
-        let _ = writeln!(text, "Metrics: {base}/metrics   status page: {base}/");
-        match h.duration {
-            Some(d) => {
-                let _ = writeln!(text, "Stops after {}; Ctrl-C stops it earlier.", clock(d));
-            }
-            None => {
-                let _ = writeln!(text, "Runs until Ctrl-C, which stops both apps too.");
-            }
-        }
         for l in text.lines() {
             self.line(l);
         }
@@ -535,7 +524,7 @@ fn cause_and_fix(signal: &str) -> (&'static str, &'static str, &'static str) {
 
 fn describe(event: &Event) -> String {
     match event {
-        Event::Flagged { at, app, status } => {
+        Event::Flagged { at, app, status, heap_eta } => {
             let (what, cause, fix) = cause_and_fix(status.signal);
             let evidence = match quoted_window(status) {
                 Some(w) => {
@@ -551,8 +540,16 @@ fn describe(event: &Event) -> String {
                 None => format!("{what} grows"),
             };
             let unexpected = if *app == FIXED { " (unexpected: the fixed app has none of the bugs)" } else { "" };
+            let eta = match heap_eta {
+                Some((eta, limit)) => format!(
+                    "\n           at this rate the floor reaches the heap limit ({:.0} MiB) in about {}: then the app dies with\n           'JavaScript heap out of memory'.",
+                    limit / (1024.0 * 1024.0),
+                    long_duration(*eta)
+                ),
+                None => String::new(),
+            };
             format!(
-                "[{}] {app}: LEAK on {}{unexpected}: {evidence}.\n           likely cause: {cause}.\n           fix: {fix}.",
+                "[{}] {app}: LEAK on {}{unexpected}: {evidence}.{eta}\n           likely cause: {cause}.\n           fix: {fix}.",
                 clock(*at),
                 status.signal
             )
@@ -587,6 +584,16 @@ fn per_minute(signal: Signal, per_second: f64) -> String {
         }
     } else {
         format!("{v:+.1}/min")
+    }
+}
+
+/// `3h20m`, `12m`.
+fn long_duration(seconds: f64) -> String {
+    let minutes = (seconds / 60.0).round() as u64;
+    if minutes >= 60 {
+        format!("{}h{:02}m", minutes / 60, minutes % 60)
+    } else {
+        format!("{minutes}m")
     }
 }
 
@@ -695,6 +702,8 @@ nodejs_warnings_total{pid="42",app="a \"quoted\" name",name="X"} 1
     #[test]
     fn clocks_and_rates() {
         assert_eq!(clock(Duration::from_secs(65)), "1m05s");
+        assert_eq!(long_duration(12000.0), "3h20m");
+        assert_eq!(long_duration(61.0), "1m");
         assert_eq!(per_minute(Signal::Sockets, 0.8), "+48.0/min");
         assert_eq!(per_minute(Signal::HeapUsed, 1024.0), "+60 KiB/min");
         assert_eq!(metrics_base(":19229"), "http://localhost:19229");
