@@ -5,9 +5,11 @@ mod util;
 
 mod alerts;
 mod analyze;
+mod dashboards;
 mod demo;
 mod discovery;
 mod fixture_proc;
+mod fleet;
 mod inspector;
 mod leak;
 mod logs;
