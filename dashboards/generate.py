@@ -341,7 +341,6 @@ def fleet():
                 },
             )
         )
-        .mappings(VERDICT_MAPPINGS)
         .data_links([link])
         .thresholds(threshold_steps([(None, "green"), (1, "red")]))
     )
@@ -352,7 +351,15 @@ def fleet():
             ("Count growth", [("unit", "suffix:/s"), ("decimals", 3)]),
             ("Confidence", [("unit", "percentunit"), ("decimals", 0)]),
             ("Limit in", [("unit", "s"), ("decimals", 1)]),
-            ("Verdict", [("custom.cellOptions", {"type": "color-background"}), ("color", {"mode": "thresholds"})]),
+            # Only this column maps 1 to LEAK: a confidence of 1 is 100%.
+            (
+                "Verdict",
+                [
+                    ("mappings", json.loads(JSONEncoder().encode(VERDICT_MAPPINGS))),
+                    ("custom.cellOptions", {"type": "color-background"}),
+                    ("color", {"mode": "thresholds"}),
+                ],
+            ),
         ],
     )
     d = d.with_panel(

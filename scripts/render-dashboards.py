@@ -151,7 +151,10 @@ def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
     start = math.floor(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step) + 2) if start + i * step <= hi + step * 0.001]
+    ticks = [start]
+    while ticks[-1] < hi - step * 0.001:
+        ticks.append(ticks[-1] + step)
+    return ticks
 
 
 def timeseries(panel, results, w, h, prom, marks) -> str:
