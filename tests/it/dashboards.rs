@@ -581,7 +581,6 @@ fn every_panel_query_returns_real_data_and_the_fleet_table_lists_the_leak_not_it
     if let Some(out) = std::env::var_os("RENDER_DASHBOARDS") {
         render(&fleet, &leaky, &PathBuf::from(out));
     }
-    drop((cgroup, buffer_cgroup));
 }
 
 /// The exporter's leak and limit series of one process, for failure messages.
