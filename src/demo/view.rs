@@ -321,7 +321,9 @@ Metrics: {base}/metrics   status page: {base}/
 
     pub fn event(&mut self, event: &Event) {
         for l in describe(event).lines() {
-            self.line(l);
+            for wrapped in wrap(l, WIDTH, INDENT) {
+                self.line(&wrapped);
+            }
         }
     }
 
@@ -405,6 +407,35 @@ Metrics: {base}/metrics   status page: {base}/
     }
 }
 
+/// Event lines are wrapped at this width, continued under their text.
+const WIDTH: usize = 116;
+const INDENT: usize = 11;
+
+/// Splits `line` at spaces into lines of at most `width` characters (a longer word stays whole);
+/// continuation lines are indented by `indent`.
+fn wrap(line: &str, width: usize, indent: usize) -> Vec<String> {
+    if line.chars().count() <= width {
+        return vec![line.to_string()];
+    }
+    let lead = line.len() - line.trim_start().len();
+    let mut out = Vec::new();
+    let mut current = line[..lead].to_string();
+    let mut empty = true;
+    for word in line[lead..].split(' ').filter(|w| !w.is_empty()) {
+        if !empty && current.chars().count() + 1 + word.chars().count() > width {
+            out.push(std::mem::replace(&mut current, " ".repeat(indent)));
+            empty = true;
+        }
+        if !empty {
+            current.push(' ');
+        }
+        current.push_str(word);
+        empty = false;
+    }
+    out.push(current);
+    out
+}
+
 fn write_out(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout (`demo | head`) must not stop the demo's cleanup.
@@ -467,7 +498,8 @@ fn verdict(r: &Reading, tracker: &Tracker, terminal: bool) -> String {
     }
     let judged: Vec<&str> = Signal::ALL.iter().map(|s| s.as_label()).filter(|s| tracker.judged(r.app, s)).collect();
     if !judged.is_empty() {
-        return format!("no leak ({} signals judged)", judged.len());
+        let plural = if judged.len() == 1 { "" } else { "s" };
+        return format!("no leak ({} signal{plural} judged)", judged.len());
     }
     if r.age_seconds < super::GRACE.as_secs_f64() {
         return "warming up".into();
@@ -486,36 +518,36 @@ fn quoted_window(status: &LeakStatus) -> Option<&WindowStatus> {
         .or_else(|| w.first())
 }
 
-/// The likely cause and fix of a leak on a signal, in the typical incident's words.
+/// What grows, the likely cause and the fix of a leak on a signal, in the typical incident's words.
 fn cause_and_fix(signal: &str) -> (&'static str, &'static str, &'static str) {
     match signal {
         "heap_used" => (
-            "the heap floor (what survives each full GC)",
+            "the heap floor (what survives each full GC) grows",
             "objects that are never garbage collected: a module-level cache with no eviction policy (a plain Map that only grows), and the request state that listeners piling up hold",
             "bound the cache (a maximum size and a TTL, as lru-cache does)",
         ),
         "sockets" => (
-            "open sockets",
+            "open sockets grow",
             "connections taken from a pool and not released on an error path: the query throws before release() is reached",
             "release in a finally block",
         ),
         "open_fds" => (
-            "open file descriptors",
+            "open file descriptors grow",
             "every connection not released keeps its socket, and each socket is a file descriptor",
             "release in a finally block",
         ),
         "active_resources" => (
-            "active resources (handles the event loop holds)",
+            "active resources (handles the event loop holds) grow",
             "every connection not released stays open as a TCP handle",
             "release in a finally block",
         ),
         "rss" => (
-            "resident memory",
+            "resident memory grows",
             "it follows the heap floor and the connections' buffers",
             "fix the heap and connection leaks",
         ),
         _ => (
-            "memory outside the V8 heap (Buffers)",
+            "memory outside the V8 heap (Buffers) grows",
             "Buffers kept in a cache or a list",
             "bound what keeps them",
         ),
@@ -531,18 +563,18 @@ fn describe(event: &Event) -> String {
                     let signal =
                         Signal::ALL.into_iter().find(|s| s.as_label() == status.signal).unwrap_or(Signal::HeapUsed);
                     format!(
-                        "{what} grows {}, confidence {:.3} over the last {}",
+                        "{what} {}, confidence {:.3} over the last {}",
                         per_minute(signal, w.growth_per_second),
                         w.confidence,
                         w.window
                     )
                 }
-                None => format!("{what} grows"),
+                None => what.to_string(),
             };
             let unexpected = if *app == FIXED { " (unexpected: the fixed app has none of the bugs)" } else { "" };
             let eta = match heap_eta {
                 Some((eta, limit)) => format!(
-                    "\n           at this rate the floor reaches the heap limit ({:.0} MiB) in about {}: then the app dies with\n           'JavaScript heap out of memory'.",
+                    "\n           at this rate the floor reaches the heap limit ({:.0} MiB) in about {}: then the app dies with 'JavaScript heap out of memory'.",
                     limit / (1024.0 * 1024.0),
                     long_duration(*eta)
                 ),
@@ -558,7 +590,7 @@ fn describe(event: &Event) -> String {
             format!("[{}] {app}: {signal} cleared: its floor stopped rising over the shortest window.", clock(*at))
         }
         Event::Warning { at, app, event, emitter, count } => format!(
-            "[{}] {app}: MaxListenersExceededWarning: 11 {event} listeners added to [{emitter}] ({count} so far: Node warns once per emitter,\n           here once per keep-alive connection).\n           likely cause: a '{event}' listener added on every request to an emitter that outlives the request.\n           fix: add it with once() to the request or response, or remove it when done; and don't ignore this warning in your logs.",
+            "[{}] {app}: MaxListenersExceededWarning: 11 {event} listeners added to [{emitter}] ({count} so far: Node warns once per emitter, here once per keep-alive connection).\n           likely cause: a '{event}' listener added on every request to an emitter that outlives the request.\n           fix: add it with once() to the request or response, or remove it when done; and don't ignore this warning in your logs.",
             clock(*at)
         ),
         Event::Conclusion { at } => format!(
@@ -702,6 +734,8 @@ nodejs_warnings_total{pid="42",app="a \"quoted\" name",name="X"} 1
     #[test]
     fn clocks_and_rates() {
         assert_eq!(clock(Duration::from_secs(65)), "1m05s");
+        assert_eq!(wrap("[0m01s] leaky: a b c", 14, 4), vec!["[0m01s] leaky:", "    a b c"]);
+        assert_eq!(wrap("           fix: once", 116, 11), vec!["           fix: once"]);
         assert_eq!(long_duration(12000.0), "3h20m");
         assert_eq!(long_duration(61.0), "1m");
         assert_eq!(per_minute(Signal::Sockets, 0.8), "+48.0/min");
