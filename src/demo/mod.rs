@@ -35,7 +35,8 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Windows of one and three minutes instead of 15m, 1h and 6h: the demo's traffic makes in
 /// minutes the full GCs a production server makes in hours.
 const WINDOWS: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(180)];
-/// Warm-up with no verdict (10m in production): caches fill and code is compiled.
+/// Warm-up with no verdict (10m in production): it covers the traffic's warm-up burst
+/// ([`traffic::WARMUP`]), during which caches fill and V8 compiles the hot code.
 const GRACE: Duration = Duration::from_secs(20);
 /// The apps' heap limit, as production apps set one (`--max-old-space-size`). With the default
 /// limit (several GiB) V8 lets the heap grow to about four times what it keeps between full GCs,
