@@ -27,8 +27,9 @@
 //! - ... and only when the growth is sustained: the window without its newest quarter says so
 //!   too, by the same test (a step at the end of a window, such as a traffic burst holding
 //!   connections or a cache filling, is not a trend at its scale; a weaker confirmation, 0.999,
-//!   let bursts through), and the newest quarter's floor is not below the quarter's before it (a
-//!   bump that fell back is no leak);
+//!   let bursts through), and the growth goes on into the newest quarter (its floor is above the
+//!   quarter's before it by at least half the minimum rate: a bump that fell back, or a rise
+//!   that ended, is no leak, however confident the window still is about the rise before);
 //! - a signal becomes suspected when a window has said leak for 2/60 of its length (3
 //!   evaluations in a row where it gains a point per bucket) and the shortest window that speaks
 //!   sees growth (at least half the minimum rate, confidence ≥ 0.9). A window is re-tested
@@ -594,20 +595,23 @@ fn evaluate(
     };
     // A leak is sustained growth: it already shows without the window's newest quarter (a jump
     // within that quarter is a step: a traffic burst holding connections or memory, a cache
-    // filling; not yet a trend at the window's scale), and it goes on into that quarter (a floor
-    // that fell back there was a bump, however confident the rise before it looks). Checked
-    // only when the whole window says leak, so it costs little.
+    // filling; not yet a trend at the window's scale), and it goes on into that quarter, whose
+    // floor is above the quarter's before it by half the minimum rate at least (a floor that
+    // fell back was a bump; one that stopped rising ended its rise, however confident the window
+    // still is about the rise before). Checked only when the whole window says leak.
     let says_leak = speaks && rises(&estimate, CONFIDENT) && {
         let at = |share: f64| points.partition_point(|p| p.0 <= points[0].0 + share * span);
         let (half, three_quarters) = (at(0.5), at(0.75));
         let sustained = analysis::estimate_floor(&points[..three_quarters]).is_some_and(|e| rises(&e, CONFIDENT));
+        // The median point (time, value) of a part: its level, and when.
         let level = |part: &[(f64, f64)]| {
             let mut v: Vec<f64> = part.iter().map(|p| p.1).collect();
             v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied()
+            let t = part.get(part.len() / 2)?.0;
+            Some((t, *v.get(v.len() / 2)?))
         };
         let goes_on = match (level(&points[half..three_quarters]), level(&points[three_quarters..])) {
-            (Some(before), Some(last)) => last >= before,
+            (Some((t0, before)), Some((t1, last))) if t1 > t0 => (last - before) / (t1 - t0) >= min_rate(signal) / 2.0,
             _ => false,
         };
         sustained && goes_on
