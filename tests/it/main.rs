@@ -5,6 +5,7 @@ mod util;
 
 mod alerts;
 mod analyze;
+mod corpus;
 mod dashboards;
 mod demo;
 mod discovery;
