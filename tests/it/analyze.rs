@@ -149,8 +149,9 @@ fn json_holds_per_step_records_and_a_summary_per_signal() {
     assert!((0.9..1.1).contains(&per_min), "{heap}");
     let from = heap["suspected"][0]["from_seconds"].as_f64().unwrap();
     assert!(heap["suspected"][0]["to_seconds"].is_null());
-    // Before the warm-up ends there is no verdict; the leak is flagged soon after it.
-    assert!((600.0..=1200.0).contains(&from), "flagged at {from} s");
+    // Before the warm-up ends there is no verdict; the leak is flagged once the 15m window holds
+    // enough full-GC floors after it (one a minute here: BENCHMARKS.md, about 13-20 minutes).
+    assert!((600.0..=1800.0).contains(&from), "flagged at {from} s");
 
     let steps = t["steps"].as_array().unwrap();
     let offsets: Vec<f64> = steps.iter().map(|s| s["offset_seconds"].as_f64().unwrap()).collect();
