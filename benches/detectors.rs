@@ -82,6 +82,12 @@ enum CaseKind {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: only `cargo bench`
+    // (or `cargo run --release --bench ...` with `--bench`) measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("not measuring: run with `cargo bench --bench <name>`");
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let with_prometheus = !args.iter().any(|a| a == "--no-prometheus");

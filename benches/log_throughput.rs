@@ -12,6 +12,12 @@ use nodejs_leak_exporter::collect::logs::parse::{self, LogEvent};
 use nodejs_leak_exporter::collect::logs::tail::Tail;
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: only `cargo bench`
+    // (or `cargo run --release --bench ...` with `--bench`) measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("not measuring: run with `cargo bench --bench <name>`");
+        return;
+    }
     let mib: usize = std::env::var("NLE_BENCH_LOG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut table = Vec::new();
