@@ -197,6 +197,37 @@ pub fn parse_csv(text: &str, name: &str, default_signal: Signal) -> Result<Trace
     Ok(trace)
 }
 
+/// Writes a trace as CSV with a header, every column [`parse_csv`] reads back (empty cells for
+/// missing values), so generated traces can be fed to `analyze`.
+pub fn to_csv(trace: &Trace) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("time");
+    for signal in Signal::ALL {
+        out.push(',');
+        out.push_str(signal.as_label());
+    }
+    out.push_str(",heap_used_after_gc,major_gcs,heap_limit,memory_limit,pid\n");
+    let cell = |out: &mut String, v: Option<String>| {
+        out.push(',');
+        if let Some(v) = v {
+            out.push_str(&v);
+        }
+    };
+    for s in &trace.samples {
+        let _ = write!(out, "{}", s.time);
+        for v in s.values {
+            cell(&mut out, v.map(|v| v.to_string()));
+        }
+        cell(&mut out, s.heap_after_gc.map(|v| v.to_string()));
+        cell(&mut out, s.major_gcs.map(|v| v.to_string()));
+        cell(&mut out, s.heap_limit.map(|v| v.to_string()));
+        cell(&mut out, s.memory_limit.map(|v| v.to_string()));
+        cell(&mut out, s.pid.map(|v| v.to_string()));
+        out.push('\n');
+    }
+    out
+}
+
 fn parse_time(s: &str) -> Option<f64> {
     if let Ok(v) = s.parse::<f64>() {
         return v.is_finite().then_some(v);
@@ -268,11 +299,8 @@ pub fn parse_query_range(text: &str, default_signal: Signal) -> Result<Vec<Trace
     // process labels -> time (ms, exact) -> sample
     let mut processes: BTreeMap<String, BTreeMap<i64, TraceSample>> = BTreeMap::new();
     for series in result {
-        let col = series
-            .metric
-            .get("__name__")
-            .and_then(|n| metric_column(n))
-            .unwrap_or(Column::Signal(default_signal));
+        let col =
+            series.metric.get("__name__").and_then(|n| metric_column(n)).unwrap_or(Column::Signal(default_signal));
         // prom-client's memory limit, or a cgroup one: the smallest wins, like the live exporter.
         let key: Vec<String> = series
             .metric
@@ -391,6 +419,15 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = parse_csv("1,2\n2,3,4\n", "x", Signal::Rss).unwrap_err().to_string();
         assert!(e.contains("cells"), "{e}");
+    }
+
+    #[test]
+    fn csv_round_trips() {
+        let text = "time,heap_used,rss,heap_used_after_gc,major_gcs,heap_limit,memory_limit,pid\n\
+                    1.5,100,200,,,4096,,7\n2.5,110,210.25,90,3,4096,1000,7\n";
+        let t = parse_csv(text, "x", Signal::Rss).unwrap();
+        let again = parse_csv(&to_csv(&t), "x", Signal::Rss).unwrap();
+        assert_eq!(t, again);
     }
 
     #[test]

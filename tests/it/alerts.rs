@@ -237,3 +237,100 @@ fn a_heap_leak_pages_through_alertmanager_and_its_fixed_twin_does_not() {
     assert!(!verdict.is_empty() && verdict.iter().all(|s| s["value"][1] == "0"), "{verdict:?}");
     drop((prometheus, am, exporter, started));
 }
+
+/// One corpus trace for the rules: its name, and the alert and signal it must fire (none: a
+/// healthy trace, on which nothing may ever fire).
+struct CorpusCase {
+    name: String,
+    trace: nodejs_leak_exporter::trace::Trace,
+    fires: Option<(&'static str, &'static str)>,
+}
+
+fn alert_for(signal: nodejs_leak_exporter::leak::Signal) -> &'static str {
+    use nodejs_leak_exporter::leak::Signal;
+    match signal {
+        Signal::HeapUsed => "NodejsHeapLeak",
+        Signal::Rss | Signal::External => "NodejsNativeMemoryLeak",
+        Signal::OpenFds | Signal::Sockets | Signal::ActiveResources => "NodejsHandleLeak",
+    }
+}
+
+/// The labelled corpus (tests/corpus/) through `analyze --output promtool` and the shipped
+/// rules under `promtool test rules`: each leak's alert fires by the end of its trace, and no
+/// alert ever fires on a healthy one — the recorded apps, a day assembled from each healthy
+/// recording, and healthy days drawn with this run's corpus seed.
+#[test]
+fn corpus_traces_through_analyze_fire_on_the_leaks_and_never_on_healthy_ones() {
+    use crate::corpus::{self, synth};
+    let Some(promtool) = util::require_tool("promtool") else { return };
+    const DAY: f64 = 24.0 * 3600.0;
+    let mut cases = Vec::new();
+    for (name, signals) in corpus::RECORDED_LEAKS {
+        let fires = Some((alert_for(signals[0]), signals[0].as_label()));
+        cases.push(CorpusCase { name: name.into(), trace: corpus::recorded(name), fires });
+    }
+    for name in corpus::RECORDED_HEALTHY {
+        cases.push(CorpusCase { name: name.into(), trace: corpus::recorded(name), fires: None });
+        cases.push(CorpusCase { name: format!("day-{name}"), trace: corpus::assembled_day(name), fires: None });
+    }
+    for i in 0..2 {
+        let p = synth::Params::healthy(corpus::draw(70, i), DAY);
+        cases.push(CorpusCase { name: format!("synthetic {}", p.describe()), trace: synth::generate(&p), fires: None });
+    }
+    // 1 MiB/min under a 50 MiB sawtooth with a full GC every 30 s, from the start.
+    let p = synth::target_case(corpus::draw(71, 0), 3.0 * 3600.0, true, 50.0, 30.0, 1.0, 0.0);
+    cases.push(CorpusCase {
+        name: format!("synthetic {}", p.describe()),
+        trace: synth::generate(&p),
+        fires: Some(("NodejsHeapLeak", "heap_used")),
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(util::repo().join(SHIPPED), dir.path().join("rules.yml")).unwrap();
+    for (i, case) in cases.iter().enumerate() {
+        let csv = dir.path().join(format!("trace-{i}.csv"));
+        std::fs::write(&csv, nodejs_leak_exporter::trace::to_csv(&case.trace)).unwrap();
+        let labels = format!("job=\"nodejs\",app=\"trace-{i}\",pid=\"1\"");
+        let out = Command::new(util::exporter_bin())
+            .args(["analyze", csv.to_str().unwrap(), "--output", "promtool", "--labels", &labels])
+            .output()
+            .expect("run analyze");
+        assert!(out.status.success(), "{}: analyze failed: {}", case.name, String::from_utf8_lossy(&out.stderr));
+        let series = String::from_utf8(out.stdout).unwrap();
+        let samples = &case.trace.samples;
+        let minutes = ((samples.last().unwrap().time - samples[0].time) / 60.0).floor() as u64;
+        let span = format!("{}m", minutes + 1);
+        let check = match case.fires {
+            Some((alert, signal)) => format!(
+                "    promql_expr_test:\n\
+                 \x20     - expr: ALERTS{{alertstate=\"firing\"}}\n\
+                 \x20       eval_time: 5m\n\
+                 \x20       exp_samples: []\n\
+                 \x20     - expr: max by (alertname, signal) (ALERTS{{alertstate=\"firing\",alertname=\"{alert}\",signal=\"{signal}\"}})\n\
+                 \x20       eval_time: {minutes}m\n\
+                 \x20       exp_samples:\n\
+                 \x20         - labels: '{{alertname=\"{alert}\",signal=\"{signal}\"}}'\n\
+                 \x20           value: 1\n"
+            ),
+            // Every alert that fired at any evaluation stays in ALERTS' history.
+            None => format!(
+                "    promql_expr_test:\n\
+                 \x20     - expr: count_over_time(ALERTS{{alertstate=\"firing\"}}[{span}])\n\
+                 \x20       eval_time: {minutes}m\n\
+                 \x20       exp_samples: []\n"
+            ),
+        };
+        let test = format!("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{series}{check}");
+        let file = dir.path().join(format!("trace-{i}.test.yml"));
+        std::fs::write(&file, &test).unwrap();
+        let out = Command::new(&promtool).args(["test", "rules"]).arg(&file).current_dir(dir.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: promtool test rules failed (expected {:?}):\n{}{}",
+            case.name,
+            case.fires,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -18,7 +18,7 @@ use nodejs_leak_exporter::leak::{LeakSettings, Signal};
 use nodejs_leak_exporter::trace::{self, Trace, TraceSample};
 
 #[path = "../corpus/synth.rs"]
-mod synth;
+pub(crate) mod synth;
 
 use synth::{LeakKind, Params, MIB};
 
@@ -32,7 +32,7 @@ fn settings() -> LeakSettings {
 }
 
 /// This run's seed, printed once.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     *SEED.get_or_init(|| {
         let seed = synth::seed_from_env();
@@ -42,7 +42,7 @@ fn seed() -> u64 {
 }
 
 /// The `i`th draw of a test: its own seed, derived from the run's.
-fn draw(test: u64, i: u64) -> u64 {
+pub(crate) fn draw(test: u64, i: u64) -> u64 {
     let mut r = synth::Rng::new(seed() ^ test.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i);
     r.next_u64()
 }
@@ -221,21 +221,21 @@ fn synthetic_leaks_are_flagged_on_their_signal_and_nowhere_else() {
     }
 }
 
-fn recorded(name: &str) -> Trace {
+pub(crate) fn recorded(name: &str) -> Trace {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/recorded").join(name);
     trace::read_file(&path, Signal::HeapUsed).unwrap_or_else(|e| panic!("{}: {e}", path.display())).remove(0)
 }
 
 /// The recorded leaks (tests/corpus/README.md) and the signals each must be flagged on within
 /// its 80 minutes.
-const RECORDED_LEAKS: [(&str, &[Signal]); 5] = [
+pub(crate) const RECORDED_LEAKS: [(&str, &[Signal]); 5] = [
     ("leak-heap-map-1mib.csv", &[Signal::HeapUsed]),
     ("leak-heap-map-slow.csv", &[Signal::HeapUsed]),
     ("leak-heap-listeners.csv", &[Signal::HeapUsed]),
     ("leak-external-buffer.csv", &[Signal::External, Signal::HeapUsed]),
     ("leak-sockets-pool.csv", &[Signal::Sockets, Signal::OpenFds]),
 ];
-const RECORDED_HEALTHY: [&str; 4] =
+pub(crate) const RECORDED_HEALTHY: [&str; 4] =
     ["healthy-fixed.csv", "healthy-bursty.csv", "healthy-warmup.csv", "healthy-low-traffic.csv"];
 
 #[test]
@@ -267,7 +267,7 @@ fn recorded_leaks_are_flagged_on_their_signal_and_healthy_apps_on_none() {
 /// that every signal continues where the previous copy ended (the heap at its post-GC floor,
 /// the others at their low over the copy's first and last 5 minutes); the full GC count keeps
 /// counting; one pid throughout.
-fn assembled_day(name: &str) -> Trace {
+pub(crate) fn assembled_day(name: &str) -> Trace {
     let full = recorded(name);
     let t0 = full.samples[0].time;
     let head: Vec<TraceSample> = full.samples.iter().take_while(|s| s.time - t0 < 20.0 * 60.0).cloned().collect();
