@@ -132,7 +132,7 @@ fn main() {
         let full = read(&recorded.join(format!("{name}.csv")));
         cases.push(Case {
             id: format!("day-{name}"),
-            trace: assembled_day(&full),
+            trace: synth::assembled_day(&full),
             kind: CaseKind::Healthy("recorded"),
             what: format!("{name}.csv, its steady part repeated to 24 h"),
         });
@@ -362,58 +362,6 @@ fn memwatch(t: &Trace) -> Vec<(f64, f64)> {
         last_base = after;
     }
     events
-}
-
-/// A day of one healthy recording: its part after the first 20 minutes repeated, each copy
-/// following on in time and continuing the levels (as in tests/it/corpus.rs).
-fn assembled_day(full: &Trace) -> Trace {
-    let t0 = full.samples[0].time;
-    let mut out: Vec<_> = full.samples.iter().take_while(|s| s.time - t0 < 1200.0).cloned().collect();
-    let segment: Vec<_> = full.samples.iter().filter(|s| s.time - t0 >= 1200.0).cloned().collect();
-    let pid = out[0].pid;
-    while out.last().unwrap().time - t0 < 24.0 * HOUR {
-        let last = out.last().unwrap().clone();
-        let n = 60.min(segment.len());
-        let tail = &out[out.len() - n..];
-        let low = |xs: &[trace::TraceSample], sig: Signal| {
-            xs.iter().filter_map(|s| s.value(sig)).fold(f64::INFINITY, f64::min)
-        };
-        let floor_end = tail.iter().rev().find_map(|s| s.heap_after_gc);
-        let floor_start = segment.iter().find_map(|s| s.heap_after_gc);
-        let heap_shift = match (floor_end, floor_start) {
-            (Some(a), Some(b)) => a - b,
-            _ => 0.0,
-        };
-        let shifts: Vec<f64> = Signal::ALL
-            .iter()
-            .map(|&sig| {
-                if sig == Signal::HeapUsed {
-                    return heap_shift;
-                }
-                let (a, b) = (low(tail, sig), low(&segment[..n], sig));
-                if a.is_finite() && b.is_finite() {
-                    a - b
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let dt = last.time + 5.0 - segment[0].time;
-        let (gcs, gc0) = (last.major_gcs.unwrap_or(0), segment[0].major_gcs.unwrap_or(0));
-        for s in &segment {
-            let mut c = s.clone();
-            c.time += dt;
-            c.pid = pid;
-            for (i, sig) in Signal::ALL.into_iter().enumerate() {
-                let v = c.value(sig).map(|v| v + shifts[i]);
-                c.set(sig, v);
-            }
-            c.heap_after_gc = c.heap_after_gc.map(|v| v + heap_shift);
-            c.major_gcs = c.major_gcs.map(|k| gcs + k.saturating_sub(gc0) + 1);
-            out.push(c);
-        }
-    }
-    Trace { name: format!("{} x24h", full.name), samples: out }
 }
 
 /// When each alert fired and stopped (seconds from the trace's start), per detector and case.

@@ -525,3 +525,57 @@ pub fn target_case(
     p.bursts = None;
     Params { seed, ..p }
 }
+
+/// A day of one healthy app assembled from its recording: the part after its first 20 minutes
+/// (warm-up) repeated, each copy shifted in time to follow on at 5 s and in level so that every
+/// signal continues where the previous copy ended (the heap at its post-GC floor, the others at
+/// their low over the copy's first and last 5 minutes); the full GC count keeps counting; one pid
+/// throughout.
+pub fn assembled_day(full: &Trace) -> Trace {
+    let t0 = full.samples[0].time;
+    let mut out: Vec<_> = full.samples.iter().take_while(|s| s.time - t0 < 1200.0).cloned().collect();
+    let segment: Vec<_> = full.samples.iter().filter(|s| s.time - t0 >= 1200.0).cloned().collect();
+    let pid = out[0].pid;
+    while out.last().unwrap().time - t0 < 24.0 * 3600.0 {
+        let last = out.last().unwrap().clone();
+        let n = 60.min(segment.len());
+        let tail = &out[out.len() - n..];
+        let low =
+            |xs: &[TraceSample], sig: Signal| xs.iter().filter_map(|s| s.value(sig)).fold(f64::INFINITY, f64::min);
+        let floor_end = tail.iter().rev().find_map(|s| s.heap_after_gc);
+        let floor_start = segment.iter().find_map(|s| s.heap_after_gc);
+        let heap_shift = match (floor_end, floor_start) {
+            (Some(a), Some(b)) => a - b,
+            _ => 0.0,
+        };
+        let shifts: Vec<f64> = Signal::ALL
+            .iter()
+            .map(|&sig| {
+                if sig == Signal::HeapUsed {
+                    return heap_shift;
+                }
+                let (a, b) = (low(tail, sig), low(&segment[..n], sig));
+                if a.is_finite() && b.is_finite() {
+                    a - b
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let dt = last.time + 5.0 - segment[0].time;
+        let (gcs, gc0) = (last.major_gcs.unwrap_or(0), segment[0].major_gcs.unwrap_or(0));
+        for s in &segment {
+            let mut c = s.clone();
+            c.time += dt;
+            c.pid = pid;
+            for (i, sig) in Signal::ALL.into_iter().enumerate() {
+                let v = c.value(sig).map(|v| v + shifts[i]);
+                c.set(sig, v);
+            }
+            c.heap_after_gc = c.heap_after_gc.map(|v| v + heap_shift);
+            c.major_gcs = c.major_gcs.map(|k| gcs + k.saturating_sub(gc0) + 1);
+            out.push(c);
+        }
+    }
+    Trace { name: format!("{} x24h", full.name), samples: out }
+}

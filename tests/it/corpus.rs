@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nodejs_leak_exporter::config::LeakConfig;
 use nodejs_leak_exporter::leak::{LeakSettings, Signal};
-use nodejs_leak_exporter::trace::{self, Trace, TraceSample};
+use nodejs_leak_exporter::trace::{self, Trace};
 
 #[path = "../corpus/synth.rs"]
 pub(crate) mod synth;
@@ -262,75 +262,9 @@ fn recorded_leaks_are_flagged_on_their_signal_and_healthy_apps_on_none() {
     }
 }
 
-/// A day of one healthy app assembled from its recording: the part after its first 20
-/// minutes (warm-up) repeated, each copy shifted in time to follow on at 5 s and in level so
-/// that every signal continues where the previous copy ended (the heap at its post-GC floor,
-/// the others at their low over the copy's first and last 5 minutes); the full GC count keeps
-/// counting; one pid throughout.
+/// A day of one healthy app assembled from its recording (`synth::assembled_day`).
 pub(crate) fn assembled_day(name: &str) -> Trace {
-    let full = recorded(name);
-    let t0 = full.samples[0].time;
-    let head: Vec<TraceSample> = full.samples.iter().take_while(|s| s.time - t0 < 20.0 * 60.0).cloned().collect();
-    let segment: Vec<TraceSample> = full.samples.iter().filter(|s| s.time - t0 >= 20.0 * 60.0).cloned().collect();
-    let low = |samples: &[TraceSample], signal: Signal| {
-        samples.iter().filter_map(|s| s.value(signal)).fold(f64::INFINITY, f64::min)
-    };
-    let edge = |first: bool, samples: &[TraceSample]| -> Vec<TraceSample> {
-        let n = 60.min(samples.len());
-        if first {
-            samples[..n].to_vec()
-        } else {
-            samples[samples.len() - n..].to_vec()
-        }
-    };
-    let floor = |samples: &[TraceSample], first: bool| {
-        let mut it = samples.iter().filter_map(|s| s.heap_after_gc);
-        if first {
-            it.next()
-        } else {
-            it.next_back()
-        }
-    };
-    let mut out = head;
-    let pid = out[0].pid;
-    while out.last().expect("samples").time - t0 < 24.0 * HOUR {
-        let last = out.last().expect("samples").clone();
-        let gcs = last.major_gcs.unwrap_or(0);
-        let tail = edge(false, &out);
-        let dt = last.time + 5.0 - segment[0].time;
-        let heap_shift = match (floor(&tail, false), floor(&segment, true)) {
-            (Some(a), Some(b)) => a - b,
-            _ => 0.0,
-        };
-        let shift: Vec<f64> = Signal::ALL
-            .iter()
-            .map(|&sig| match sig {
-                Signal::HeapUsed => heap_shift,
-                _ => {
-                    let (a, b) = (low(&tail, sig), low(&edge(true, &segment), sig));
-                    if a.is_finite() && b.is_finite() {
-                        a - b
-                    } else {
-                        0.0
-                    }
-                }
-            })
-            .collect();
-        let gc0 = segment[0].major_gcs.unwrap_or(0);
-        for s in &segment {
-            let mut c = s.clone();
-            c.time += dt;
-            c.pid = pid;
-            for (i, sig) in Signal::ALL.into_iter().enumerate() {
-                let v = c.value(sig).map(|v| v + shift[i]);
-                c.set(sig, v);
-            }
-            c.heap_after_gc = c.heap_after_gc.map(|v| v + heap_shift);
-            c.major_gcs = c.major_gcs.map(|n| gcs + n.saturating_sub(gc0) + 1);
-            out.push(c);
-        }
-    }
-    Trace { name: format!("{name} x24h"), samples: out }
+    synth::assembled_day(&recorded(name))
 }
 
 #[test]

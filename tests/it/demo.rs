@@ -22,16 +22,6 @@ fn try_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-/// The signals `nodejs_leak_suspected` flags for `pid`.
-fn flagged(metrics: &str, pid: i64) -> Vec<String> {
-    let pid = pid.to_string();
-    util::series(metrics, "nodejs_leak_suspected")
-        .into_iter()
-        .filter(|(labels, v)| *v == 1.0 && labels.iter().any(|(k, val)| k == "pid" && *val == pid))
-        .filter_map(|(labels, _)| labels.into_iter().find(|(k, _)| k == "signal").map(|(_, s)| s))
-        .collect()
-}
-
 #[test]
 fn the_demo_flags_the_leaky_app_on_its_three_bugs_and_the_fixed_twin_on_nothing() {
     let Some(node) = util::node() else { return };
@@ -79,9 +69,9 @@ fn the_demo_flags_the_leaky_app_on_its_three_bugs_and_the_fixed_twin_on_nothing(
     while demo.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the demo did not stop within 200s; output:\n{}", text());
         if let Some(m) = try_get(&addr, "/metrics") {
-            let wrong = flagged(&m, fixed);
+            let wrong = util::flagged_signals(&m, fixed);
             assert!(wrong.is_empty(), "the fixed app flagged on {wrong:?}; metrics:\n{m}\noutput:\n{}", text());
-            let signals = flagged(&m, leaky);
+            let signals = util::flagged_signals(&m, leaky);
             let warnings = util::metric_value(
                 &m,
                 "nodejs_max_listeners_exceeded_warnings_total",

@@ -6,7 +6,6 @@
 //! apps run with `--expose-gc` and collect every 500 ms themselves (`gc_every`); the exporter
 //! still only observes them, through the same GC observer as in production.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Exporter, NodeApp};
@@ -28,16 +27,6 @@ fn service(args: &[&str]) -> Option<NodeApp> {
     let mut all = vec!["gc_every=500"];
     all.extend_from_slice(args);
     NodeApp::with_node_args(NODE_ARGS, "service.js", &all, &[])
-}
-
-/// The signals flagged for `pid` in a scrape.
-fn flagged(metrics: &str, pid: i32) -> BTreeSet<String> {
-    let pid = pid.to_string();
-    util::series(metrics, "nodejs_leak_suspected")
-        .into_iter()
-        .filter(|(labels, v)| *v == 1.0 && labels.iter().any(|(k, val)| k == "pid" && *val == pid))
-        .filter_map(|(labels, _)| labels.into_iter().find(|(k, _)| k == "signal").map(|(_, s)| s))
-        .collect()
 }
 
 #[test]
@@ -73,11 +62,12 @@ fn each_leak_is_flagged_on_its_signal_and_the_fixed_twin_on_none() {
         );
         last = exporter.metrics();
         for (pid, name, signals) in never {
-            let wrong: Vec<_> = flagged(&last, pid).into_iter().filter(|s| signals.contains(&s.as_str())).collect();
+            let wrong: Vec<_> =
+                util::flagged_signals(&last, pid).into_iter().filter(|s| signals.contains(&s.as_str())).collect();
             assert!(wrong.is_empty(), "{name} (pid {pid}) flagged on {wrong:?}; metrics:\n{last}");
         }
         for (i, (pid, _, signals)) in want.iter().enumerate() {
-            let now = flagged(&last, *pid);
+            let now = util::flagged_signals(&last, *pid);
             if first_seen[i].is_none() && signals.iter().all(|s| now.contains(*s)) {
                 first_seen[i] = Some(started.elapsed());
             }

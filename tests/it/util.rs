@@ -554,3 +554,13 @@ fn wait_for_removal(dir: &Path) -> Result<(), std::io::Error> {
         }
     }
 }
+
+/// The signals `nodejs_leak_suspected` flags for `pid` in a scrape.
+pub fn flagged_signals(metrics: &str, pid: impl ToString) -> std::collections::BTreeSet<String> {
+    let pid = pid.to_string();
+    series(metrics, "nodejs_leak_suspected")
+        .into_iter()
+        .filter(|(labels, v)| *v == 1.0 && labels.iter().any(|(k, val)| k == "pid" && *val == pid))
+        .filter_map(|(labels, _)| labels.into_iter().find(|(k, _)| k == "signal").map(|(_, s)| s))
+        .collect()
+}
