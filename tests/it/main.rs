@@ -14,4 +14,5 @@ mod fleet;
 mod inspector;
 mod leak;
 mod logs;
+mod privileges;
 mod prom;
