@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::collect::Context as CollectContext;
 use crate::config::{parse_listen_address, Config};
-use crate::connector::DirectConnector;
+use crate::connector::{self, Connector, DirectConnector, NetnsConnector};
 use crate::http::{self, AppState};
 use crate::sampler::{Sampler, Snapshot};
 
@@ -34,7 +34,7 @@ where
         .context("cannot start the async runtime")?;
     let context = CollectContext {
         runtime: runtime.handle().clone(),
-        connector: Arc::new(DirectConnector),
+        connector: choose_connector(&config),
         instance: instance_id(),
     };
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
@@ -62,6 +62,25 @@ where
     runtime.shutdown_timeout(Duration::from_secs(2));
     tracing::info!("stopped");
     result
+}
+
+/// Inspector connections open inside each process's network namespace when the operator opted
+/// in (`--inspector.enter-netns`), from the exporter's own otherwise.
+fn choose_connector(config: &Config) -> Arc<dyn Connector> {
+    let inspector = &config.collectors.inspector;
+    if !(inspector.enabled && inspector.enter_netns) {
+        return Arc::new(DirectConnector);
+    }
+    // A warning, not an error: processes in the exporter's own namespace are still read.
+    match connector::effective_capabilities() {
+        Some(caps) if !connector::has_capability(caps, connector::cap::SYS_ADMIN) => tracing::warn!(
+            "--inspector.enter-netns is on but the exporter lacks CAP_SYS_ADMIN in its effective set: inspectors in other network namespaces will be unreachable (permission_denied)"
+        ),
+        Some(_) => {}
+        None => tracing::warn!("--inspector.enter-netns is on but the exporter's capabilities cannot be read"),
+    }
+    tracing::info!("inspector connections enter the process's network namespace when it is not the exporter's");
+    Arc::new(NetnsConnector::new(config.paths.procfs.clone()))
 }
 
 /// Names this exporter instance among the owners of code injected into processes.

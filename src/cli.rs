@@ -98,6 +98,11 @@ pub struct RunArgs {
     #[arg(long = "inspector.port", value_name = "PORT")]
     pub inspector_ports: Vec<u16>,
 
+    /// Connect to inspectors inside each process's own network namespace (a pod's loopback);
+    /// needs CAP_SYS_ADMIN, and CAP_SYS_PTRACE for other users' processes.
+    #[arg(long = "inspector.enter-netns", action = ArgAction::SetTrue)]
+    pub inspector_enter_netns: bool,
+
     /// Address besides loopback the exporter may connect to for inspectors (repeatable).
     #[arg(long = "inspector.allow-address", value_name = "IP")]
     pub inspector_allowed: Vec<std::net::IpAddr>,
@@ -237,6 +242,9 @@ impl Parsed {
         if !a.inspector_ports.is_empty() {
             c.collectors.inspector.ports = a.inspector_ports.clone();
         }
+        if a.inspector_enter_netns {
+            c.collectors.inspector.enter_netns = true;
+        }
         if !a.inspector_allowed.is_empty() {
             c.collectors.inspector.allowed_addresses = a.inspector_allowed.clone();
         }
@@ -305,6 +313,18 @@ mod tests {
         assert!(c.collectors.cgroup.enabled);
         assert!(!c.collectors.procfs.enabled);
         assert_eq!(c.discovery.pids, vec![42]);
+    }
+
+    #[test]
+    fn entering_network_namespaces_is_opt_in() {
+        assert!(!parse_from(["x"]).unwrap().config().unwrap().collectors.inspector.enter_netns);
+        let p = parse_from(["x", "--inspector.enter-netns"]).unwrap();
+        assert!(p.config().unwrap().collectors.inspector.enter_netns);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yml");
+        std::fs::write(&file, "collectors:\n  inspector:\n    enter_netns: true\n").unwrap();
+        let p = parse_from(["x", "--config.file", file.to_str().unwrap()]).unwrap();
+        assert!(p.config().unwrap().collectors.inspector.enter_netns);
     }
 
     #[test]

@@ -433,6 +433,10 @@ pub struct InspectorConfig {
     /// Loopback ports to probe for inspectors besides those found from flags and sockets (a
     /// sidecar without ptrace rights sees no sockets of the app).
     pub ports: Vec<u16>,
+    /// Open inspector connections inside the process's own network namespace when it is not the
+    /// exporter's (a pod's inspector listens on the pod's loopback). Needs `CAP_SYS_ADMIN` to
+    /// enter the namespace, and `CAP_SYS_PTRACE` to open another user's `/proc/PID/ns/net`.
+    pub enter_netns: bool,
     /// Addresses besides loopback the exporter may connect to. The inspector runs code in the
     /// process: keep this empty unless the network path is private.
     pub allowed_addresses: Vec<IpAddr>,
@@ -456,6 +460,7 @@ impl Default for InspectorConfig {
             enabled: true,
             activate: false,
             ports: Vec::new(),
+            enter_netns: false,
             allowed_addresses: Vec::new(),
             connect_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(2),

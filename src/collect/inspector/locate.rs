@@ -180,11 +180,22 @@ pub fn parse_listen_line(line: &str, v6: bool) -> Option<(SocketAddr, u64)> {
 pub struct ProbeError {
     pub reason: Reason,
     pub message: String,
+    /// The capability the exporter lacks to reach the address (to enter the process's network
+    /// namespace), when that is why.
+    pub missing_capability: Option<&'static str>,
 }
 
 impl ProbeError {
     fn new(reason: Reason, message: impl Into<String>) -> Self {
-        ProbeError { reason, message: message.into() }
+        ProbeError { reason, message: message.into(), missing_capability: None }
+    }
+
+    fn connect(e: &std::io::Error) -> Self {
+        ProbeError {
+            reason: Reason::from_io_error(e),
+            message: e.to_string(),
+            missing_capability: crate::connector::missing_capability(e),
+        }
     }
 }
 
@@ -199,10 +210,7 @@ pub async fn probe(
     timeout: Duration,
 ) -> Result<String, ProbeError> {
     let work = async {
-        let stream = connector
-            .connect(pid, addr, timeout)
-            .await
-            .map_err(|e| ProbeError::new(Reason::from_io_error(&e), e.to_string()))?;
+        let stream = connector.connect(pid, addr, timeout).await.map_err(|e| ProbeError::connect(&e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
             .map_err(|e| ProbeError::new(Reason::Protocol, e.to_string()))?;

@@ -24,7 +24,7 @@ use self::locate::{InspectFlags, ProbeError};
 use self::session::{CallError, Event, Session};
 use super::{Collector, Gap, Outcome, Reason, Report};
 use crate::config::InspectorConfig;
-use crate::connector::Connector;
+use crate::connector::{Connector, NsId};
 use crate::discovery::ProcessKey;
 use crate::exposition::Families;
 use crate::target::{Target, TargetState};
@@ -108,6 +108,11 @@ pub struct Settings {
     pub interval: Duration,
     pub activate: bool,
     pub ports: Vec<u16>,
+    /// Whether connections enter the process's network namespace (the connector does it); here
+    /// only to explain why a process in another namespace has no heap data when it is off.
+    pub enter_netns: bool,
+    /// The exporter's own network namespace, when it can be read.
+    pub own_netns: Option<NsId>,
     pub allowed_addresses: Vec<IpAddr>,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
@@ -124,6 +129,8 @@ impl Settings {
             interval,
             activate: config.activate,
             ports: config.ports.clone(),
+            enter_netns: config.enter_netns,
+            own_netns: crate::connector::own_netns().ok(),
             allowed_addresses: config.allowed_addresses.clone(),
             connect_timeout: config.connect_timeout,
             call_timeout: config.call_timeout,
@@ -445,9 +452,13 @@ async fn run_session(
                 Ended::Failed(e) => {
                     attached = true;
                     tracing::debug!(pid = spec.key.pid, app = %spec.app, error = %e, "inspector session ended");
-                    failure = Some(ProbeError { reason: e.reason, message: e.message });
+                    failure = Some(ProbeError { reason: e.reason, message: e.message, missing_capability: None });
                 }
             }
+        }
+        // A process that vanished while we looked for its inspector is an exit, not a failure.
+        if failure.is_some() && !still_running(&settings.procfs, spec.key) {
+            return;
         }
         let was_connected = {
             let mut s = shared.lock().expect("inspector state lock");
@@ -463,7 +474,13 @@ async fn run_session(
             Some(e) => {
                 let mut s = shared.lock().expect("inspector state lock");
                 s.errors.push(e.reason);
-                let what = if attached { "heap (inspector session lost)" } else { "heap (inspector not reachable)" };
+                let what = match e.missing_capability {
+                    Some("CAP_SYS_ADMIN") => "heap (cannot enter the process's network namespace: needs CAP_SYS_ADMIN)",
+                    Some(_) => "heap (cannot open the process's network namespace: needs CAP_SYS_PTRACE)",
+                    None if attached => "heap (inspector session lost)",
+                    None if elsewhere(&settings, spec.key.pid) => NETNS_OFF,
+                    None => "heap (inspector not reachable)",
+                };
                 s.state = Some(Gap::new(what, e.reason));
             }
             None if !attached => {
@@ -484,10 +501,12 @@ async fn run_session(
                         }
                     }
                 }
-                shared.lock().expect("inspector state lock").state = Some(Gap::new(
-                    "heap (no inspector open: start node with --inspect=127.0.0.1:0, or enable --inspector.activate)",
-                    Reason::NotAvailable,
-                ));
+                let what = if (spec.flags.enabled || activated) && elsewhere(&settings, spec.key.pid) {
+                    NETNS_OFF
+                } else {
+                    "heap (no inspector open: start node with --inspect=127.0.0.1:0, or enable --inspector.activate)"
+                };
+                shared.lock().expect("inspector state lock").state = Some(Gap::new(what, Reason::NotAvailable));
             }
             None => {}
         }
@@ -497,6 +516,20 @@ async fn run_session(
             return;
         }
     }
+}
+
+/// Why a process whose inspector is open has no heap data when the exporter stays in its own
+/// network namespace.
+const NETNS_OFF: &str =
+    "heap (the process is in another network namespace, where its inspector listens on loopback: enable --inspector.enter-netns)";
+
+/// Whether the exporter stays in its own network namespace while `pid` is in another, so a
+/// loopback inspector of `pid` cannot be reached.
+fn elsewhere(settings: &Settings, pid: i32) -> bool {
+    !settings.enter_netns
+        && settings
+            .own_netns
+            .is_some_and(|own| crate::connector::netns_of(&settings.procfs, pid).is_ok_and(|theirs| theirs != own))
 }
 
 /// Waits `d`; true when asked to stop meanwhile.
@@ -548,6 +581,8 @@ async fn find_inspector(
         }
         match locate::probe(connector, spec.key.pid, addr, settings.connect_timeout).await {
             Ok(path) => return Candidates { answered: Some((addr, path)), error: None },
+            // Every other address would fail the same way.
+            Err(e) if e.missing_capability.is_some() => return Candidates { answered: None, error: Some(e) },
             Err(e) if counts => error = Some(e),
             Err(_) => {}
         }
