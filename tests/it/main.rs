@@ -14,5 +14,6 @@ mod fleet;
 mod inspector;
 mod leak;
 mod logs;
+mod netns;
 mod privileges;
 mod prom;
