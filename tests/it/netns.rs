@@ -94,7 +94,9 @@ fn random_port_in_its_own_namespace_is_read_only_when_entering_it() {
     // The metrics the inspector adds are all there, as for a process on the host's loopback.
     let text = entering.metrics();
     let pid = app.pid_label();
-    assert!(metric_value(&text, "nodejs_heap_space_size_used_bytes", &[("pid", &pid), ("space", "old")]).unwrap() > 0.0);
+    assert!(
+        metric_value(&text, "nodejs_heap_space_size_used_bytes", &[("pid", &pid), ("space", "old")]).unwrap() > 0.0
+    );
     assert!(metric_value(&text, "nodejs_active_resources", &[("pid", &pid), ("type", "Timeout")]).unwrap() >= 1.0);
     // Without the flag the exporter stays on its own loopback: no heap, and the status page says
     // why and what to do.
@@ -134,8 +136,7 @@ fn inspect_port_zero_from_node_options_is_found_through_the_namespace_s_sockets(
     let Some(activated) = node_in_own_netns(None, &[], "idle.js", &[("NODE_OPTIONS", "--inspect-port=0")]) else {
         return;
     };
-    let exporter =
-        Exporter::start_for(&[app.pid, activated.pid], &["--inspector.enter-netns", "--inspector.activate"]);
+    let exporter = Exporter::start_for(&[app.pid, activated.pid], &["--inspector.enter-netns", "--inspector.activate"]);
     heap_limit(&exporter, &app);
     heap_limit(&exporter, &activated);
     let sockets = locate::listening_sockets(Path::new("/proc"), activated.pid).unwrap();
@@ -147,8 +148,7 @@ fn configured_ports_are_probed_in_the_process_s_namespace_not_the_host_s() {
     // A port the exporter learns only from --inspector.port (the app's flags name no open
     // inspector): the app's inspector on it in its namespace, another app's on the host.
     let port = util::free_port();
-    let Some(host_app) = NodeApp::with_node_args(&[&format!("--inspect=127.0.0.1:{port}")], "idle.js", &[], &[])
-    else {
+    let Some(host_app) = NodeApp::with_node_args(&[&format!("--inspect=127.0.0.1:{port}")], "idle.js", &[], &[]) else {
         return;
     };
     let inspect_port = format!("--inspect-port=127.0.0.1:{port}");
