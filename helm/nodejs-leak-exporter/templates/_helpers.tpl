@@ -1,0 +1,177 @@
+{{/*
+Names and labels, as the prometheus-community charts make them.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "nodejs-leak-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The fully qualified name: fullnameOverride, else the release name, prefixed to the chart name
+unless it already contains it. Cut at 63 characters (DNS label).
+*/}}
+{{- define "nodejs-leak-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "nodejs-leak-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels of every resource. */}}
+{{- define "nodejs-leak-exporter.labels" -}}
+helm.sh/chart: {{ include "nodejs-leak-exporter.chart" . }}
+{{ include "nodejs-leak-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "nodejs-leak-exporter.imageTag" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "nodejs-leak-exporter.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The labels the Service, the monitors and the DaemonSet select its pods by. */}}
+{{- define "nodejs-leak-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nodejs-leak-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The ServiceAccount of the DaemonSet. */}}
+{{- define "nodejs-leak-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "nodejs-leak-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image tag: image.tag, else the chart's appVersion (the Dockerfile's tag scheme). */}}
+{{- define "nodejs-leak-exporter.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* repository:tag, or repository@digest when image.digest is set. */}}
+{{- define "nodejs-leak-exporter.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "nodejs-leak-exporter.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The capabilities the DaemonSet container adds after dropping ALL, as a YAML list: each is
+explained in values.yaml and the chart README; tests/it/privileges.rs holds the same lists.
+*/}}
+{{- define "nodejs-leak-exporter.daemonsetCapabilities" -}}
+- SYS_PTRACE
+- DAC_READ_SEARCH
+{{- if .Values.inspector.enterNetns }}
+- SYS_ADMIN
+{{- end }}
+{{- if .Values.inspector.activate }}
+- KILL
+{{- end }}
+{{- end }}
+
+{{/*
+The relabelings of a monitor: the job name the rules' exporter_selector expects, the node, and,
+for the DaemonSet, dropping the exporter pod's own namespace/pod/container target labels (with
+honorLabels the watched process's labels win where the exporter sets them; a process outside any
+pod must not inherit the exporter pod's). Then the user's.
+*/}}
+{{- define "nodejs-leak-exporter.relabelings" -}}
+{{- $monitor := .monitor -}}
+- action: replace
+  targetLabel: job
+  replacement: {{ $monitor.job | quote }}
+- action: replace
+  sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: node
+{{- if eq .root.Values.mode "daemonset" }}
+- action: labeldrop
+  regex: namespace|pod|container
+{{- else }}
+- action: labeldrop
+  regex: container
+{{- end }}
+{{- with $monitor.relabelings }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The exporter container for sidecar mode, to be included into the app's pod spec by a parent
+chart:
+
+  containers:
+    - name: app
+      ...
+    {{- include "nodejs-leak-exporter.sidecarContainer" (index .Subcharts "nodejs-leak-exporter") | nindent 4 }}
+
+The pod must set shareProcessNamespace: true and carry the label sidecar.podLabel. The
+exporter shares the pod's network (the app's inspector on 127.0.0.1) and, through the shared
+process namespace, sees the app's processes; it runs as the app's user and needs no capability
+and no host path.
+*/}}
+{{- define "nodejs-leak-exporter.sidecarContainer" -}}
+- name: {{ .Values.sidecar.containerName }}
+  image: {{ include "nodejs-leak-exporter.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - --web.listen-address=:{{ .Values.web.port }}
+    {{- range .Values.sidecar.inspectorPorts }}
+    - --inspector.port={{ . }}
+    {{- end }}
+    {{- if .Values.sidecar.activate }}
+    - --inspector.activate
+    {{- end }}
+    - --no-collector.logs
+    - --sample.interval={{ .Values.sample.interval }}
+    - --log.level={{ .Values.log.level }}
+    - --log.format={{ .Values.log.format }}
+    {{- range .Values.sidecar.extraArgs }}
+    - {{ . }}
+    {{- end }}
+  ports:
+    - name: {{ .Values.sidecar.portName }}
+      containerPort: {{ .Values.web.port }}
+      protocol: TCP
+  livenessProbe:
+    httpGet:
+      path: /-/healthy
+      port: {{ .Values.sidecar.portName }}
+    {{- with .Values.livenessProbe }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  readinessProbe:
+    httpGet:
+      path: /-/ready
+      port: {{ .Values.sidecar.portName }}
+    {{- with .Values.readinessProbe }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  resources:
+    {{- toYaml .Values.sidecar.resources | nindent 4 }}
+  securityContext:
+    runAsUser: {{ .Values.sidecar.runAsUser }}
+    runAsGroup: {{ .Values.sidecar.runAsGroup }}
+    runAsNonRoot: true
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities:
+      drop: [ALL]
+    seccompProfile:
+      type: RuntimeDefault
+{{- end }}
