@@ -363,6 +363,9 @@ pub struct CollectorsConfig {
     pub procfs: ProcfsCollectorConfig,
     /// Memory limit, usage and OOM kills of each process's cgroup.
     pub cgroup: ToggleConfig,
+    /// Namespace, pod and container of each process in a Kubernetes container, from its cgroup
+    /// and the kubelet's log file names.
+    pub kubernetes: ToggleConfig,
     /// V8 heap, GC and warnings through the Node.js inspector.
     pub inspector: InspectorConfig,
     /// Warnings and heap-OOM crashes from log files.

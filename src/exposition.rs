@@ -115,11 +115,16 @@ impl Families {
     }
 }
 
+/// `pid`, `app`, then `namespace`, `pod` and `container` for a process in a Kubernetes container
+/// whose names are known (and only then: a plain host's series do not change), then `extra`.
 fn with_target_labels(t: &Target, extra: &[(&str, &str)], f: impl FnOnce(&[(&str, &str)])) {
     let pid = t.key.pid.to_string();
-    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(2 + extra.len());
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(5 + extra.len());
     labels.push(("pid", &pid));
     labels.push(("app", &t.identity.app));
+    if let Some(pod) = t.readings.kubernetes.as_ref().and_then(|k| k.label_pairs()) {
+        labels.extend_from_slice(&pod);
+    }
     labels.extend_from_slice(extra);
     f(&labels)
 }

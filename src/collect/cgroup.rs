@@ -6,9 +6,16 @@
 //! hosts where memory is still a v1 controller. The effective limit is the smallest along the path
 //! to the root, since a parent's limit binds its children. The cgroup path is kept when the
 //! process exits, so the OOM kill that ended it can still be counted during the exit retention.
+//!
+//! In a Kubernetes DaemonSet on cgroup v2 the exporter has its own cgroup namespace, so other
+//! pods' paths read relative to its own cgroup (`/../../kubepods-burstable-pod<uid>.slice/...`).
+//! With the host's `/sys` mounted, `<sysfs>/fs/cgroup` is the host's whole hierarchy: such a path
+//! is found there by what follows its `..` components, never by following them.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{Collector, Gap, Outcome, Reason};
 use crate::exposition::{Families, MEMORY_LIMIT, MEMORY_LIMIT_HELP};
@@ -33,7 +40,8 @@ pub enum CgroupVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupLocation {
     pub version: CgroupVersion,
-    /// The path from `/proc/PID/cgroup`.
+    /// The path in the host's hierarchy: from `/proc/PID/cgroup`, or where a path outside the
+    /// exporter's cgroup namespace was found.
     pub path: String,
     /// The directory under the cgroup mount, and the hierarchy's root directory.
     pub dir: PathBuf,
@@ -44,11 +52,13 @@ pub struct CgroupCollector {
     root: PathBuf,
     /// Per-sample cache: many processes share one cgroup (PM2 cluster, a pod).
     cache: HashMap<PathBuf, (CgroupReadings, Vec<Gap>)>,
+    /// Where paths from outside the exporter's cgroup namespace are.
+    resolver: Resolver,
 }
 
 impl CgroupCollector {
     pub fn new(cgroup_root: &Path) -> Self {
-        CgroupCollector { root: cgroup_root.to_path_buf(), cache: HashMap::new() }
+        CgroupCollector { root: cgroup_root.to_path_buf(), cache: HashMap::new(), resolver: Resolver::default() }
     }
 
     fn read_location(&mut self, loc: &CgroupLocation) -> (CgroupReadings, Vec<Gap>) {
@@ -64,18 +74,20 @@ impl CgroupCollector {
 /// Parses `/proc/PID/cgroup` and finds the memory cgroup's directory: a v1 `memory` line wins
 /// (hybrid hosts), else the v2 `0::` line.
 pub fn locate(cgroup_file: &str, root: &Path) -> Option<CgroupLocation> {
+    locate_with(cgroup_file, root, &mut Resolver::default())
+}
+
+/// As [`locate`], with a resolver that remembers where paths from outside the exporter's cgroup
+/// namespace were found.
+pub fn locate_with(cgroup_file: &str, root: &Path, resolver: &mut Resolver) -> Option<CgroupLocation> {
     let mut v2 = None;
     for line in cgroup_file.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
         if controllers.split(',').any(|c| c == "memory") {
             let hierarchy = root.join("memory");
-            return Some(CgroupLocation {
-                version: CgroupVersion::V1,
-                path: path.to_string(),
-                dir: join_inside(&hierarchy, path)?,
-                root: hierarchy,
-            });
+            let (dir, path) = resolver.join(&hierarchy, path)?;
+            return Some(CgroupLocation { version: CgroupVersion::V1, path, dir, root: hierarchy });
         }
         if id == "0" && controllers.is_empty() {
             v2 = Some(path.to_string());
@@ -84,16 +96,119 @@ pub fn locate(cgroup_file: &str, root: &Path) -> Option<CgroupLocation> {
     let path = v2?;
     // Pure v2 mounts the hierarchy at the root; hybrid mounts it at `unified`.
     let hierarchy = if root.join("cgroup.controllers").exists() { root.to_path_buf() } else { root.join("unified") };
-    Some(CgroupLocation { version: CgroupVersion::V2, dir: join_inside(&hierarchy, &path)?, root: hierarchy, path })
+    let (dir, path) = resolver.join(&hierarchy, &path)?;
+    Some(CgroupLocation { version: CgroupVersion::V2, dir, root: hierarchy, path })
 }
 
-/// Joins a cgroup path under a root, refusing `..` (a path outside our cgroup namespace).
-fn join_inside(root: &Path, path: &str) -> Option<PathBuf> {
-    let rel = Path::new(path.trim_start_matches('/'));
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
+/// Deepest level at which the first component after a path's `..` is looked for.
+const MAX_SEARCH_DEPTH: usize = 4;
+/// Most directories listed by one search.
+const MAX_SEARCH_DIRS: usize = 20_000;
+/// How long a path that was not found (or found twice) is not looked for again.
+const RETRY_UNRESOLVED: Duration = Duration::from_secs(60);
+/// Most paths remembered.
+const MAX_RESOLVED: usize = 4096;
+
+/// Finds, under the mounted hierarchy, the directories of cgroup paths that lie outside the
+/// exporter's cgroup namespace, and remembers them.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    found: HashMap<(PathBuf, String), (Option<PathBuf>, Instant)>,
+}
+
+impl Resolver {
+    /// The directory of a cgroup path under a hierarchy, and the path in that hierarchy.
+    /// Absolute paths are joined; paths that start with `..` are looked for; others (`..`
+    /// elsewhere, `.`) are refused.
+    pub fn join(&mut self, hierarchy: &Path, path: &str) -> Option<(PathBuf, String)> {
+        let rel = Path::new(path.trim_start_matches('/'));
+        let components: Vec<Component> = rel.components().collect();
+        let ups = components.iter().take_while(|c| matches!(c, Component::ParentDir)).count();
+        let rest = &components[ups..];
+        if !rest.iter().all(|c| matches!(c, Component::Normal(_))) {
+            return None;
+        }
+        if ups == 0 {
+            return Some((hierarchy.join(rel), path.to_string()));
+        }
+        let key = (hierarchy.to_path_buf(), path.to_string());
+        let dir = match self.found.get(&key) {
+            // Found before, through directories only; a cgroup that went is looked for again.
+            Some((Some(dir), _)) if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) => Some(dir.clone()),
+            Some((None, at)) if at.elapsed() < RETRY_UNRESOLVED => None,
+            _ => {
+                let names: Vec<&OsStr> = rest.iter().map(|c| c.as_os_str()).collect();
+                let dir = find_below(hierarchy, &names);
+                if dir.is_none() {
+                    tracing::debug!(path, hierarchy = %hierarchy.display(), "cgroup path outside the namespace not found, or found more than once");
+                }
+                if self.found.len() >= MAX_RESOLVED {
+                    self.found.clear();
+                }
+                self.found.insert(key, (dir.clone(), Instant::now()));
+                dir
+            }
+        }?;
+        let inside = dir.strip_prefix(hierarchy).ok()?;
+        Some((dir.clone(), format!("/{}", inside.display())))
     }
-    Some(root.join(rel))
+}
+
+/// `dir` joined with `names`, when each step is a directory (not a symlink), so nothing outside
+/// `dir` is reached.
+fn dir_chain(dir: &Path, names: &[&OsStr]) -> Option<PathBuf> {
+    let mut at = dir.to_path_buf();
+    for name in names {
+        at.push(name);
+        if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// The one directory under `root` whose path ends with `names` (the first of them at most
+/// `MAX_SEARCH_DEPTH` deep); none when there is none or more than one.
+///
+/// Systemd names a slice after its parents (`kubepods-burstable-pod<uid>.slice` lives in
+/// `kubepods.slice/kubepods-burstable.slice`), so a slice is first looked for where its name
+/// puts it; otherwise, and for the cgroupfs driver's plain names, the levels are searched.
+pub fn find_below(root: &Path, names: &[&OsStr]) -> Option<PathBuf> {
+    let (first, _) = names.split_first()?;
+    if let Some(slice) = first.to_str().and_then(|f| f.strip_suffix(".slice")) {
+        let parents: Vec<String> =
+            slice.match_indices('-').map(|(dash, _)| format!("{}.slice", &slice[..dash])).collect();
+        let parents: Vec<&OsStr> = parents.iter().map(OsStr::new).collect();
+        if let Some(found) = dir_chain(root, &parents).and_then(|parent| dir_chain(&parent, names)) {
+            return Some(found);
+        }
+    }
+    let mut found = None;
+    let mut level = vec![root.to_path_buf()];
+    let mut listed = 0;
+    for depth in 0..MAX_SEARCH_DEPTH {
+        let mut next = Vec::new();
+        for dir in &level {
+            if let Some(candidate) = dir_chain(dir, names) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(candidate);
+            }
+            if depth + 1 == MAX_SEARCH_DEPTH {
+                continue;
+            }
+            listed += 1;
+            if listed > MAX_SEARCH_DIRS {
+                return None;
+            }
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            // Directories only: symlinks are not followed, so nothing outside `root` is reached.
+            next.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+        level = next;
+    }
+    found
 }
 
 /// Reads limit, usage and OOM kills of one cgroup.
@@ -180,7 +295,7 @@ impl Collector for CgroupCollector {
             Err(_) if !handle.is_alive() => return Outcome::Vanished,
             Err(e) => return Outcome::Read(vec![Gap::new("cgroup membership", Reason::from_proc_error(&e))].into()),
         };
-        let Some(mut loc) = locate(&text, &self.root) else {
+        let Some(mut loc) = locate_with(&text, &self.root, &mut self.resolver) else {
             return Outcome::Read(vec![Gap::new("memory cgroup", Reason::Unsupported)].into());
         };
         // An exiting process is moved to the root cgroup before it becomes a zombie: keep the
@@ -252,8 +367,116 @@ mod tests {
     }
 
     #[test]
-    fn cgroup_paths_outside_the_namespace_are_refused() {
+    fn cgroup_paths_outside_the_namespace_that_are_not_there_are_refused() {
         assert_eq!(locate("0::/../../kubepods/x\n", Path::new("/nonexistent")), None);
+        // `..` anywhere but at the start is never resolved.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("a/b")).unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "memory\n").unwrap();
+        for path in ["/a/../a/b", "/../a/../a/b", "/..", "/../.."] {
+            assert_eq!(locate(&format!("0::{path}\n"), root.path()), None, "{path}");
+        }
+    }
+
+    const UID: &str = "8f3c6f0e_1b2a_4c5d_9e8f_0a1b2c3d4e5f";
+    const CID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A cgroup v2 host: the exporter's own pod and another pod, systemd driver.
+    fn v2_host() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(r.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let burstable = r.join("kubepods.slice/kubepods-burstable.slice");
+        let own = burstable.join("kubepods-burstable-pod11111111_2222_3333_4444_555555555555.slice");
+        std::fs::create_dir_all(own.join(format!("cri-containerd-{}.scope", "e".repeat(64)))).unwrap();
+        let pod = burstable.join(format!("kubepods-burstable-pod{UID}.slice"));
+        let container = pod.join(format!("cri-containerd-{CID}.scope"));
+        std::fs::create_dir_all(&container).unwrap();
+        std::fs::write(pod.join("memory.max"), "268435456\n").unwrap();
+        std::fs::write(container.join("memory.max"), "max\n").unwrap();
+        std::fs::write(container.join("memory.current"), "1048576\n").unwrap();
+        std::fs::write(container.join("memory.events"), "oom_kill 1\n").unwrap();
+        root
+    }
+
+    #[test]
+    fn a_pod_seen_from_a_private_cgroup_namespace_is_found_on_the_host() {
+        let root = v2_host();
+        let file = format!("0::/../../kubepods-burstable-pod{UID}.slice/cri-containerd-{CID}.scope\n");
+        let mut resolver = Resolver::default();
+        let loc = locate_with(&file, root.path(), &mut resolver).expect("resolved");
+        let host_path = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID}.slice/cri-containerd-{CID}.scope"
+        );
+        assert_eq!(loc.path, host_path);
+        assert_eq!(loc.dir, root.path().join(host_path.trim_start_matches('/')));
+        assert_eq!(loc.root, root.path());
+        // The pod's limit binds the container.
+        let (r, gaps) = read_cgroup(&loc);
+        assert!(gaps.is_empty(), "{gaps:?}");
+        assert_eq!((r.limit_bytes, r.usage_bytes, r.oom_kills), (Some(256 << 20), Some(1 << 20), Some(1)));
+        // Remembered.
+        assert_eq!(resolver.found.len(), 1);
+        assert_eq!(locate_with(&file, root.path(), &mut resolver), Some(loc));
+        // Another QoS class is further up.
+        let besteffort = root.path().join(format!(
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID}.slice/crio-{CID}.scope"
+        ));
+        std::fs::create_dir_all(&besteffort).unwrap();
+        let file =
+            format!("0::/../../../kubepods-besteffort.slice/kubepods-besteffort-pod{UID}.slice/crio-{CID}.scope\n");
+        assert_eq!(locate_with(&file, root.path(), &mut resolver).map(|l| l.dir), Some(besteffort));
+    }
+
+    #[test]
+    fn plain_names_are_searched_a_few_levels_deep_and_ambiguity_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        // cgroup v1, cgroupfs driver: /kubepods/burstable/pod<uid>/<id> under `memory`.
+        let uid = UID.replace('_', "-");
+        let dir = r.join(format!("memory/kubepods/burstable/pod{uid}/{CID}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = format!("12:pids:/../../pod{uid}/{CID}\n4:memory:/../../pod{uid}/{CID}\n0::/\n");
+        let loc = locate(&file, r).expect("found by searching");
+        assert_eq!((loc.version, loc.dir.clone()), (CgroupVersion::V1, dir));
+        assert_eq!(loc.path, format!("/kubepods/burstable/pod{uid}/{CID}"));
+        // The same remainder in two places: refused.
+        std::fs::create_dir_all(r.join(format!("memory/elsewhere/pod{uid}/{CID}"))).unwrap();
+        assert_eq!(locate(&file, r), None);
+    }
+
+    #[test]
+    fn the_search_is_bounded_in_depth_and_never_follows_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(r.join("cgroup.controllers"), "memory\n").unwrap();
+        // Depth 4 is found, depth 5 is not.
+        std::fs::create_dir_all(r.join("a/b/c/target4/x")).unwrap();
+        std::fs::create_dir_all(r.join("a/b/c/d/target5/x")).unwrap();
+        assert_eq!(locate("0::/../target4/x\n", r).map(|l| l.path), Some("/a/b/c/target4/x".into()));
+        assert_eq!(locate("0::/../target5/x\n", r), None);
+        // A symlink out of the hierarchy is not followed, at any step.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("secret/x")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), r.join("a/secret")).unwrap();
+        assert_eq!(locate("0::/../secret/x\n", r), None);
+    }
+
+    #[test]
+    fn an_unresolved_path_is_not_searched_again_at_once() {
+        let root = v2_host();
+        let mut resolver = Resolver::default();
+        let path = format!("/../../kubepods-besteffort-pod{UID}.slice/cri-containerd-{CID}.scope");
+        assert_eq!(resolver.join(root.path(), &path), None);
+        // It appears, but the miss is remembered for a while.
+        std::fs::create_dir_all(root.path().join(format!(
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID}.slice/cri-containerd-{CID}.scope"
+        )))
+        .unwrap();
+        assert_eq!(resolver.join(root.path(), &path), None);
+        resolver.found.clear();
+        assert!(resolver.join(root.path(), &path).is_some());
     }
 
     #[test]

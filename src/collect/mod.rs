@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod inspector;
+pub mod kubernetes;
 pub mod logs;
 pub mod procfs;
 
@@ -135,6 +136,8 @@ impl From<Vec<Gap>> for Report {
 pub struct Readings {
     pub procfs: Option<procfs::ProcReadings>,
     pub cgroup: Option<cgroup::CgroupReadings>,
+    /// The Kubernetes container and its names, which label every series of the target.
+    pub kubernetes: Option<kubernetes::KubernetesReadings>,
     pub inspector: Option<inspector::InspectorReadings>,
     /// Warnings of this process read from logs.
     pub logs: Option<logs::WarningCounts>,
@@ -207,6 +210,13 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         default_enabled: true,
         switch: |c| &mut c.cgroup.enabled,
         build: |c, _| Box::new(cgroup::CgroupCollector::new(&c.paths.sysfs.join("fs/cgroup"))),
+    },
+    CollectorSpec {
+        name: "kubernetes",
+        help: "namespace, pod and container labels from each process's cgroup and the kubelet's log file names",
+        default_enabled: true,
+        switch: |c| &mut c.kubernetes.enabled,
+        build: |c, _| Box::new(kubernetes::KubernetesCollector::new(&c.paths.rootfs)),
     },
     CollectorSpec {
         name: "inspector",

@@ -365,7 +365,7 @@ fn targets_names_limits_and_users() {
                 t.pid, c.collector, c.missing
             );
         }
-        assert_eq!(t.collectors.len(), 2, "both collectors ran on {}", t.pid);
+        assert_eq!(t.collectors.len(), 3, "procfs, cgroup and kubernetes ran on {}", t.pid);
     }
     let exported: BTreeSet<&str> = samples.iter().filter_map(|s| s.label("pid")).collect();
     assert_eq!(exported, BTreeSet::from(["100", "200", "201", "600"]));

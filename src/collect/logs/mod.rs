@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use self::format::{FileLabels, Format, Joiner};
 use self::parse::LogEvent;
 use self::tail::{Tail, TailError, TailStats};
+use super::kubernetes::container_id_from_cgroup;
 use super::{Collector, Outcome, Report};
 use crate::config::{LogsConfig, StartAt};
 use crate::exposition::Families;
@@ -348,24 +349,6 @@ fn merge_counts(into: &mut WarningCounts, from: &WarningCounts) {
     }
 }
 
-/// The container id in a cgroup path (`.../cri-containerd-<64 hex>.scope`, `docker-<id>.scope`,
-/// `crio-<id>.scope`, `/kubepods/.../<id>`): the last run of 64 hex digits.
-pub fn container_id_from_cgroup(path: &str) -> Option<&str> {
-    let bytes = path.as_bytes();
-    let mut end = bytes.len();
-    while end >= 64 {
-        let start = end - 64;
-        if bytes[start..end].iter().all(u8::is_ascii_hexdigit)
-            && (start == 0 || !bytes[start - 1].is_ascii_hexdigit())
-            && (end == bytes.len() || !bytes[end].is_ascii_hexdigit())
-        {
-            return path.get(start..end);
-        }
-        end -= 1;
-    }
-    None
-}
-
 impl Collector for LogsCollector {
     fn name(&self) -> &'static str {
         "logs"
@@ -375,7 +358,7 @@ impl Collector for LogsCollector {
         let state = self.shared.lock().expect("log state");
         let host = ProcessRef { container_id: String::new(), pid: target.key.pid as u32 };
         let mut counts = state.processes.get(&host).map(|e| e.counts.clone());
-        if let Some(id) = target.readings.cgroup.as_ref().and_then(|c| container_id_from_cgroup(&c.location.path)) {
+        if let Some(id) = container_id_of(target) {
             let ns_pid = target.identity.ns_pid.unwrap_or(target.key.pid) as u32;
             let inside = state.processes.iter().find(|(r, _)| {
                 r.pid == ns_pid
@@ -400,7 +383,7 @@ impl Collector for LogsCollector {
         let target_ns: HashSet<(String, u32)> = targets
             .iter()
             .filter_map(|t| {
-                let id = t.readings.cgroup.as_ref().and_then(|c| container_id_from_cgroup(&c.location.path))?;
+                let id = container_id_of(t)?;
                 Some((id.to_string(), t.identity.ns_pid.unwrap_or(t.key.pid) as u32))
             })
             .collect();
@@ -419,7 +402,11 @@ impl Collector for LogsCollector {
             }
         }
         for (labels, counts) in &orphans {
-            let base = [("pid", ""), ("app", labels.app.as_str())];
+            // A container's file also names its pod, as the series of its processes do.
+            let mut base = vec![("pid", ""), ("app", labels.app.as_str())];
+            if !labels.namespace.is_empty() {
+                base.extend(owner_labels(labels).into_iter().skip(1));
+            }
             for (name, n) in &counts.by_name {
                 let mut l = base.to_vec();
                 l.push(("name", name));
@@ -488,6 +475,13 @@ impl Collector for LogsCollector {
     }
 }
 
+/// The container a target runs in, by its cgroup path, or as the kubernetes collector read it
+/// when the cgroup collector is off.
+fn container_id_of(t: &Target) -> Option<&str> {
+    let from_cgroup = t.readings.cgroup.as_ref().and_then(|c| container_id_from_cgroup(&c.location.path));
+    from_cgroup.or_else(|| t.readings.kubernetes.as_ref()?.container.as_ref().map(|c| c.container_id.as_str()))
+}
+
 fn owner_labels(l: &FileLabels) -> Vec<(&str, &str)> {
     vec![
         ("app", l.app.as_str()),
@@ -500,22 +494,6 @@ fn owner_labels(l: &FileLabels) -> Vec<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_ids_in_cgroup_paths() {
-        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        for path in [
-            format!(
-                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b.slice/cri-containerd-{id}.scope"
-            ),
-            format!("/kubepods/burstable/pod1a2b-3c4d/{id}"),
-            format!("/system.slice/docker-{id}.scope"),
-            format!("/kubepods.slice/kubepods-pod1.slice/crio-{id}.scope"),
-        ] {
-            assert_eq!(container_id_from_cgroup(&path), Some(id), "{path}");
-        }
-        assert_eq!(container_id_from_cgroup("/user.slice/session-2.scope"), None);
-    }
 
     #[test]
     fn counts_are_bounded() {
