@@ -472,8 +472,6 @@ async fn run_session(
         }
         match failure {
             Some(e) => {
-                let mut s = shared.lock().expect("inspector state lock");
-                s.errors.push(e.reason);
                 let what = match e.missing_capability {
                     Some("CAP_SYS_ADMIN") => "heap (cannot enter the process's network namespace: needs CAP_SYS_ADMIN)",
                     Some(_) => "heap (cannot open the process's network namespace: needs CAP_SYS_PTRACE)",
@@ -481,6 +479,8 @@ async fn run_session(
                     None if elsewhere(&settings, spec.key.pid) => NETNS_OFF,
                     None => "heap (inspector not reachable)",
                 };
+                let mut s = shared.lock().expect("inspector state lock");
+                s.errors.push(e.reason);
                 s.state = Some(Gap::new(what, e.reason));
             }
             None if !attached => {
