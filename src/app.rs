@@ -38,7 +38,15 @@ where
         instance: instance_id(),
     };
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
-    let sampler = Sampler::new(&config, &context, publish).context("invalid configuration")?;
+    let mut sampler = Sampler::new(&config, &context, publish).context("invalid configuration")?;
+    let otlp = crate::otlp::Settings::resolve(&config.otlp, |k| std::env::var(k).ok()).context("OTLP export")?;
+    match &otlp {
+        Some(settings) => sampler.set_otlp(crate::otlp::start(settings, runtime.handle()).context("OTLP export")?),
+        None if config.web.disable_metrics => anyhow::bail!(
+            "--web.disable-metrics and no OTLP endpoint (--otlp.endpoint, OTEL_EXPORTER_OTLP_ENDPOINT): nothing would be exported"
+        ),
+        None => {}
+    }
     let (stop_sampler, stop_rx) = std::sync::mpsc::channel::<()>();
     let sampler_thread = std::thread::Builder::new()
         .name("sampler".into())
@@ -48,7 +56,11 @@ where
     let result = runtime.block_on(async {
         let listener = http::bind(addr).await?;
         tracing::info!(address = %listener.local_addr()?, telemetry_path = %config.web.telemetry_path, "listening");
-        let state = AppState { snapshot: snapshots, telemetry_path: config.web.telemetry_path.as_str().into() };
+        let state = AppState {
+            snapshot: snapshots,
+            telemetry_path: config.web.telemetry_path.as_str().into(),
+            metrics_enabled: !config.web.disable_metrics,
+        };
         http::serve(listener, state, until).await?;
         anyhow::Ok(())
     });

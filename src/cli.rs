@@ -52,6 +52,47 @@ pub struct RunArgs {
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,
 
+    /// Serve no metrics at the telemetry path, when they are pushed over OTLP instead (the status
+    /// page and the health endpoints stay).
+    #[arg(long = "web.disable-metrics", action = ArgAction::SetTrue)]
+    pub disable_metrics: bool,
+
+    /// Push metrics over OTLP to this receiver: a base URL, http://collector:4318 for
+    /// http/protobuf (/v1/metrics is appended), http://collector:4317 for grpc; https:// for TLS
+    /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; unset: no push].
+    #[arg(long = "otlp.endpoint", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP protocol: grpc or http/protobuf [default: OTEL_EXPORTER_OTLP_PROTOCOL, else
+    /// http/protobuf].
+    #[arg(long = "otlp.protocol", value_name = "PROTOCOL", value_parser = crate::otlp::Protocol::parse)]
+    pub otlp_protocol: Option<crate::otlp::Protocol>,
+
+    /// Time between two OTLP pushes [default: OTEL_METRIC_EXPORT_INTERVAL, else 60s].
+    #[arg(long = "otlp.interval", value_name = "DURATION", value_parser = parse_duration)]
+    pub otlp_interval: Option<std::time::Duration>,
+
+    /// Time one OTLP push may take [default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s].
+    #[arg(long = "otlp.timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub otlp_timeout: Option<std::time::Duration>,
+
+    /// Header sent with every OTLP push (repeatable). A command line is visible to every user of
+    /// the host: put credentials in the configuration file or OTEL_EXPORTER_OTLP_HEADERS.
+    #[arg(long = "otlp.header", value_name = "NAME=VALUE", value_parser = crate::otlp::settings::parse_header_flag)]
+    pub otlp_headers: Vec<(String, String)>,
+
+    /// PEM file of the CA that signs the OTLP receiver's certificate [default: the system's roots].
+    #[arg(long = "otlp.ca-file", value_name = "FILE")]
+    pub otlp_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS with the OTLP receiver (with --otlp.key-file).
+    #[arg(long = "otlp.cert-file", value_name = "FILE")]
+    pub otlp_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --otlp.cert-file.
+    #[arg(long = "otlp.key-file", value_name = "FILE")]
+    pub otlp_key_file: Option<PathBuf>,
+
     /// procfs mount point (e.g. /host/proc in a container watching its host).
     #[arg(long = "path.procfs", value_name = "DIR")]
     pub procfs: Option<PathBuf>,
@@ -209,6 +250,10 @@ impl Parsed {
         if let Some(v) = &a.telemetry_path {
             c.web.telemetry_path = v.clone();
         }
+        if a.disable_metrics {
+            c.web.disable_metrics = true;
+        }
+        self.lay_otlp_flags(&mut c);
         if let Some(v) = &a.procfs {
             c.paths.procfs = v.clone();
         }
@@ -282,6 +327,35 @@ impl Parsed {
         c.validate()?;
         Ok(c)
     }
+
+    fn lay_otlp_flags(&self, c: &mut Config) {
+        let a = &self.cli.run;
+        let o = &mut c.otlp;
+        if let Some(v) = &a.otlp_endpoint {
+            o.endpoint = Some(v.clone());
+        }
+        if let Some(v) = a.otlp_protocol {
+            o.protocol = Some(v);
+        }
+        if let Some(v) = a.otlp_interval {
+            o.interval = Some(v);
+        }
+        if let Some(v) = a.otlp_timeout {
+            o.timeout = Some(v);
+        }
+        for (k, v) in &a.otlp_headers {
+            o.headers.insert(k.clone(), v.clone());
+        }
+        for (flag, field) in [
+            (&a.otlp_ca_file, &mut o.ca_file),
+            (&a.otlp_cert_file, &mut o.cert_file),
+            (&a.otlp_key_file, &mut o.key_file),
+        ] {
+            if let Some(v) = flag {
+                *field = Some(v.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -325,6 +399,36 @@ mod tests {
         std::fs::write(&file, "collectors:\n  inspector:\n    enter_netns: true\n").unwrap();
         let p = parse_from(["x", "--config.file", file.to_str().unwrap()]).unwrap();
         assert!(p.config().unwrap().collectors.inspector.enter_netns);
+    }
+
+    #[test]
+    fn otlp_flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yml");
+        std::fs::write(&file, "otlp:\n  endpoint: http://file:4318\n  interval: 30s\n  headers:\n    x-a: file\n")
+            .unwrap();
+        let p = parse_from([
+            "x",
+            "--config.file",
+            file.to_str().unwrap(),
+            "--otlp.endpoint=http://flag:4317",
+            "--otlp.protocol=grpc",
+            "--otlp.header=x-a=flag",
+            "--otlp.header=x-b=b",
+            "--web.disable-metrics",
+        ])
+        .unwrap();
+        let c = p.config().unwrap();
+        assert_eq!(c.otlp.endpoint.as_deref(), Some("http://flag:4317"));
+        assert_eq!(c.otlp.protocol, Some(crate::otlp::Protocol::Grpc));
+        assert_eq!(c.otlp.interval, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(c.otlp.headers.get("x-a").map(String::as_str), Some("flag"));
+        assert_eq!(c.otlp.headers.len(), 2);
+        assert!(c.web.disable_metrics);
+        assert!(parse_from(["x", "--otlp.protocol=http/json"]).is_err());
+        assert!(parse_from(["x", "--otlp.header=nonsense"]).is_err());
+        let p = parse_from(["x", "--otlp.endpoint=collector:4317"]).unwrap();
+        assert!(p.config().unwrap_err().to_string().starts_with("otlp.endpoint"));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// The leak analysis: growth windows and the warm-up grace period.
     pub leak: LeakConfig,
+    /// Pushing the same readings over OTLP (see `crate::otlp::OtlpConfig`).
+    pub otlp: crate::otlp::OtlpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,11 +82,18 @@ pub struct WebConfig {
     pub listen_address: String,
     /// Path under which metrics are served.
     pub telemetry_path: String,
+    /// Serve no metrics at the telemetry path (when they are pushed over OTLP instead); the
+    /// status page, `/api/v1/targets` and the health endpoints stay.
+    pub disable_metrics: bool,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen_address: DEFAULT_LISTEN_ADDRESS.into(), telemetry_path: "/metrics".into() }
+        WebConfig {
+            listen_address: DEFAULT_LISTEN_ADDRESS.into(),
+            telemetry_path: "/metrics".into(),
+            disable_metrics: false,
+        }
     }
 }
 
@@ -571,6 +580,7 @@ impl Config {
             return Err(invalid("collectors.logs.poll_interval", "must be between 50ms and 10m"));
         }
         self.leak.validate(self.sample.interval)?;
+        self.otlp.validate()?;
         if self.discovery.exit_retention > Duration::from_secs(24 * 3600) {
             return Err(invalid("discovery.exit_retention", "must be at most 24h"));
         }

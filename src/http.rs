@@ -22,6 +22,8 @@ use crate::sampler::Snapshot;
 pub struct AppState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub telemetry_path: Arc<str>,
+    /// Whether metrics are served at the telemetry path (`--web.disable-metrics` turns it off).
+    pub metrics_enabled: bool,
 }
 
 type Body = Full<Bytes>;
@@ -74,6 +76,10 @@ pub fn route(state: &AppState, method: &Method, path: &str, query: Option<&str>)
     }
     let snapshot = state.snapshot.borrow().clone();
     match path {
+        p if p == &*state.telemetry_path && !state.metrics_enabled => text(
+            StatusCode::NOT_FOUND,
+            "metrics are not served here (--web.disable-metrics): they are pushed over OTLP\n",
+        ),
         p if p == &*state.telemetry_path => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(snapshot.metrics.clone())))
@@ -85,7 +91,10 @@ pub fn route(state: &AppState, method: &Method, path: &str, query: Option<&str>)
         "/" if query.is_some_and(|q| q.split('&').any(|kv| kv == "format=json")) => json(&snapshot),
         "/" => Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(status_page(&snapshot, &state.telemetry_path))))
+            .body(Full::new(Bytes::from(status_page(
+                &snapshot,
+                state.metrics_enabled.then_some(&*state.telemetry_path),
+            ))))
             .expect("valid response"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -136,17 +145,18 @@ fn human_age(seconds: f64) -> String {
     }
 }
 
-fn status_page(snapshot: &Snapshot, telemetry_path: &str) -> String {
+/// The status page; `telemetry_path` is None when metrics are not served.
+fn status_page(snapshot: &Snapshot, telemetry_path: Option<&str>) -> String {
     let mut html = String::with_capacity(4096 + snapshot.targets.len() * 256);
     let _ = write!(
         html,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>nodejs-leak-exporter</title>\
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.gap{{color:#a40}}.ok{{color:#070}}</style>\
-         </head><body><h1>nodejs-leak-exporter {}</h1><p><a href=\"{}\">Metrics</a> · \
+         </head><body><h1>nodejs-leak-exporter {}</h1><p>{}\
          <a href=\"/api/v1/targets\">Targets as JSON</a> · last sample took {:.1} ms</p>",
         env!("CARGO_PKG_VERSION"),
-        escape(telemetry_path),
+        telemetry_path.map(|p| format!("<a href=\"{}\">Metrics</a> · ", escape(p))).unwrap_or_default(),
         snapshot.sample_duration_seconds * 1000.0,
     );
     if !snapshot.ready {
@@ -211,7 +221,7 @@ mod tests {
 
     fn state(snapshot: Snapshot) -> AppState {
         let (_tx, rx) = watch::channel(Arc::new(snapshot));
-        AppState { snapshot: rx, telemetry_path: "/metrics".into() }
+        AppState { snapshot: rx, telemetry_path: "/metrics".into(), metrics_enabled: true }
     }
 
     #[test]
@@ -245,7 +255,7 @@ mod tests {
             collectors: vec![],
             leak: vec![],
         };
-        let html = status_page(&Snapshot { ready: true, targets: vec![t], ..Snapshot::default() }, "/metrics");
+        let html = status_page(&Snapshot { ready: true, targets: vec![t], ..Snapshot::default() }, Some("/metrics"));
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("<script>"));
     }

@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod exposition;
 pub mod http;
 pub mod leak;
+pub mod otlp;
 pub mod plot;
 pub mod procstat;
 pub mod sampler;

@@ -204,6 +204,10 @@ pub struct Sampler {
     leak: crate::leak::LeakSettings,
     /// The origin of the analysis clock.
     epoch: Instant,
+    /// Where a copy of the sample goes once per OTLP interval, when pushing is on.
+    otlp: Option<crate::otlp::Handoff>,
+    /// Whether the snapshot carries the metrics text (`--web.disable-metrics` turns it off).
+    serve_metrics: bool,
 }
 
 impl Sampler {
@@ -227,7 +231,14 @@ impl Sampler {
             publish,
             leak: crate::leak::LeakSettings::new(&config.leak, config.sample.interval),
             epoch: Instant::now(),
+            otlp: None,
+            serve_metrics: !config.web.disable_metrics,
         })
+    }
+
+    /// Pushes a copy of the sample over OTLP once per interval, through `handoff`.
+    pub fn set_otlp(&mut self, handoff: crate::otlp::Handoff) {
+        self.otlp = Some(handoff);
     }
 
     /// Samples every interval until `stop` receives (or its sender is dropped).
@@ -288,6 +299,9 @@ impl Sampler {
         }
         self.collect_all();
         self.analyse();
+        if let Some(otlp) = self.otlp.as_mut() {
+            otlp.offer(self.registry.iter());
+        }
         let snapshot = self.render(started);
         // Receivers may all be gone at shutdown; that is fine.
         let _ = self.publish.send(Arc::new(snapshot));
@@ -375,8 +389,12 @@ impl Sampler {
         self.self_metrics.last_sample.set(sampled_at);
         self.render_own_process(&mut families);
         families.extend(self.self_metrics.registry.gather());
+        if let Some(otlp) = &self.otlp {
+            families.extend(otlp.gather());
+        }
+        let metrics = if self.serve_metrics { families.encode() } else { String::new() };
         let targets = self.registry.iter().map(|t| status_of(t, now)).collect();
-        Snapshot { metrics: families.encode(), targets, sampled_at, sample_duration_seconds: duration, ready: true }
+        Snapshot { metrics, targets, sampled_at, sample_duration_seconds: duration, ready: true }
     }
 
     /// The exporter's own process metrics, under its own prefix so they never collide with the
