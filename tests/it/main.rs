@@ -11,6 +11,7 @@ mod demo;
 mod discovery;
 mod fixture_proc;
 mod fleet;
+mod helm;
 mod inspector;
 mod leak;
 mod logs;
