@@ -13,6 +13,7 @@ mod fixture_proc;
 mod fleet;
 mod helm;
 mod inspector;
+mod kubernetes;
 mod leak;
 mod logs;
 mod netns;
