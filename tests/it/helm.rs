@@ -276,6 +276,14 @@ fn bad_values_fail_with_a_schema_error() {
     for (sets, message) in [
         (&["mode=sidecar", "networkPolicy.enabled=true"][..], "networkPolicy.enabled needs mode: daemonset"),
         (&["mode=sidecar", "serviceMonitor.enabled=true"][..], "serviceMonitor.enabled needs mode: daemonset"),
+        (
+            &["prometheusRule.enabled=true", "prometheusRule.params.heap_leak_for=null"][..],
+            "the rule template has a placeholder with no parameter: ${heap_leak_for}",
+        ),
+        (
+            &["prometheusRule.enabled=true", "prometheusRule.params.heap_leak_for=x: y"][..],
+            "the rules are not valid YAML with these parameters",
+        ),
     ] {
         let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
         let err = template_chart(&helm, &util::repo().join(CHART), &args).expect_err(message);
