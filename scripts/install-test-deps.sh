@@ -157,3 +157,17 @@ fi
 "$py_venv/bin/python" -c 'import jsonschema; from cloudcoil.models.prometheus_operator import v1; v1.ServiceMonitor, v1.PodMonitor, v1.PrometheusRule' \
   || die "the Prometheus operator models do not load"
 log "kubernetes-validate $(py_version kubernetes-validate), prometheus-operator models $(py_version cloudcoil.models.prometheus_operator), jsonschema $(py_version jsonschema)"
+
+# An OTLP receiver for the OTLP export tests (tests/otlp/receiver.py), independent of the
+# exporter's protobuf types: the OpenTelemetry project's Python classes and grpcio (PyPI), in the
+# venv under target/py.
+OTLP_PROTO_VERSION='1.45.2'
+GRPCIO_VERSION='1.85.1'
+if [ "$(py_version opentelemetry-proto)" != "$OTLP_PROTO_VERSION" ] || [ "$(py_version grpcio)" != "$GRPCIO_VERSION" ]; then
+  log "pip install opentelemetry-proto==$OTLP_PROTO_VERSION grpcio==$GRPCIO_VERSION into target/py"
+  "$py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "opentelemetry-proto==$OTLP_PROTO_VERSION" "grpcio==$GRPCIO_VERSION" >&2
+fi
+"$py_venv/bin/python" -c 'import grpc; from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc' \
+  || die "the OTLP receiver's modules do not load"
+log "opentelemetry-proto $(py_version opentelemetry-proto), grpcio $(py_version grpcio), protobuf $(py_version protobuf)"

@@ -17,5 +17,6 @@ mod kubernetes;
 mod leak;
 mod logs;
 mod netns;
+mod otlp;
 mod privileges;
 mod prom;
