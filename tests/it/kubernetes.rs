@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -375,22 +376,26 @@ fn without_the_collector_nothing_is_labelled() {
 }
 
 /// A cgroup named like a pod's container (v1: under the test's own memory cgroup, cgroupfs
-/// driver layout; v2: systemd driver layout), with a memory limit on the pod; removed on drop.
+/// driver layout; v2: systemd driver layout), with a memory limit on the pod, and a sibling for
+/// the exporter's own pod; removed on drop.
 struct PodCgroup {
     /// Created directories, outermost first.
     created: Vec<PathBuf>,
     leaf: PathBuf,
+    /// Where the exporter goes to see the pod from its own cgroup namespace, as in a DaemonSet.
+    exporter: PathBuf,
 }
 
 impl PodCgroup {
     fn create(uid: &str, id: &str, limit: u64) -> PodCgroup {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let v1 = own.lines().find_map(|l| {
             let mut p = l.splitn(3, ':');
             let (_, c, path) = (p.next()?, p.next()?, p.next()?);
             c.split(',').any(|c| c == "memory").then(|| path.to_string())
         });
-        let unique = format!("nle-k8s-test-{}", std::process::id());
+        let unique = format!("nle-k8s-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let (base, parts, limit_file) = match &v1 {
             Some(path) => (
                 Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')).join(unique),
@@ -409,7 +414,7 @@ impl PodCgroup {
             ),
         };
         let mut created = Vec::new();
-        let mut dir = base;
+        let mut dir = base.clone();
         for (i, part) in std::iter::once(None).chain(parts.iter().map(Some)).enumerate() {
             if let Some(part) = part {
                 dir = dir.join(part);
@@ -425,13 +430,16 @@ impl PodCgroup {
         let pod = &created[created.len() - 2];
         std::fs::write(pod.join(limit_file), limit.to_string())
             .unwrap_or_else(|e| panic!("set {limit_file} in {}: {e}", pod.display()));
-        PodCgroup { leaf: dir, created }
+        let exporter = base.join("exporter");
+        std::fs::create_dir(&exporter).unwrap_or_else(|e| panic!("create cgroup {}: {e}", exporter.display()));
+        created.push(exporter.clone());
+        PodCgroup { leaf: dir, created, exporter }
     }
 }
 
 impl Drop for PodCgroup {
     fn drop(&mut self) {
-        // The app must be gone before its cgroup can go; the kernel takes a moment.
+        // Its processes must be gone before a cgroup can go; the kernel takes a moment.
         for dir in self.created.iter().rev() {
             let deadline = Instant::now() + Duration::from_secs(5);
             while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
@@ -441,15 +449,51 @@ impl Drop for PodCgroup {
     }
 }
 
+/// A pod UID and a container id no other run uses (the search for a cgroup seen from another
+/// namespace refuses a path found twice).
+fn unique_ids() -> (String, String) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = nanos ^ (u64::from(std::process::id()) << 32);
+    let uid = format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        seed >> 32,
+        (seed >> 16) & 0xffff,
+        seed & 0xfff,
+        (seed >> 4) & 0xfff,
+        seed & 0xffff_ffff_ffff
+    );
+    let id = format!("{seed:016x}{:016x}{:016x}{:016x}", seed.rotate_left(13), seed.rotate_left(29), !seed);
+    (uid, id)
+}
+
 #[test]
 fn a_real_node_process_in_a_pod_container_cgroup() {
+    real_pod(false);
+}
+
+/// As in a DaemonSet on cgroup v2: the exporter has its own cgroup namespace, so the pod's path
+/// reads `/../kubepods/...`; its cgroup is found in the mounted hierarchy all the same.
+#[test]
+fn a_real_pod_seen_from_the_exporters_own_cgroup_namespace() {
+    real_pod(true);
+}
+
+fn real_pod(private_cgroupns: bool) {
     if !util::require_root("a pod's cgroup") {
         return;
     }
     let Some(node) = util::node() else { return };
-    let (uid, id) = ("3f2a9c4e-7b1d-4e8f-a6c5-1d2e3f4a5b6c", "c0ffee".repeat(10) + "abcd");
+    let unshare = if private_cgroupns {
+        match util::require_tool("unshare") {
+            Some(u) => Some(u),
+            None => return,
+        }
+    } else {
+        None
+    };
+    let (uid, id) = unique_ids();
     let (namespace, pod, container) = ("shop", "api-5d8c7b9f6-q4z8k", "node");
-    let cgroup = PodCgroup::create(uid, &id, POD_LIMIT);
+    let cgroup = PodCgroup::create(&uid, &id, POD_LIMIT);
 
     // The kubelet's log directories in a fake rootfs.
     let rootfs = tempfile::tempdir().unwrap();
@@ -471,10 +515,36 @@ fn a_real_node_process_in_a_pod_container_cgroup() {
     let mut app = NodeApp::start(cmd);
     let pid = app.pid_label();
     let flag = format!("--path.rootfs={}", rootfs.path().display());
-    let exporter = Exporter::start_for(
-        &[app.pid],
-        &["--no-collector.inspector", "--log.poll-interval=100ms", "--log.start-at=beginning", &flag],
-    );
+    let config = rootfs.path().join("only.yml");
+    std::fs::write(&config, format!("discovery:\n  include: []\n  pids: [{pid}]\n")).unwrap();
+    let config = format!("--config.file={}", config.display());
+    let args = ["--no-collector.inspector", "--log.poll-interval=100ms", "--log.start-at=beginning", &flag, &config];
+    let exporter = match &unshare {
+        None => Exporter::start_with(std::process::Command::new(util::exporter_bin()), &args),
+        Some(unshare) => {
+            // The exporter joins its own cgroup, then takes it as its namespace's root.
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!(
+                    "echo $$ > '{}/cgroup.procs' && exec '{}' --cgroup \"$0\" \"$@\"",
+                    cgroup.exporter.display(),
+                    unshare.display()
+                ))
+                .arg(util::exporter_bin());
+            Exporter::start_with(cmd, &args)
+        }
+    };
+    if private_cgroupns {
+        // The kernel writes cgroup paths relative to the reader's namespace: read as the exporter.
+        let Some(nsenter) = util::require_tool("nsenter") else { return };
+        let target = exporter.pid().to_string();
+        let out = std::process::Command::new(nsenter)
+            .args(["--cgroup", "--target", &target, "cat", &format!("/proc/{pid}/cgroup")])
+            .output()
+            .unwrap();
+        let seen = String::from_utf8_lossy(&out.stdout);
+        assert!(seen.contains(":/../"), "the exporter sees the pod outside its cgroup namespace: {seen}");
+    }
     let names = [("pid", pid.as_str()), ("namespace", namespace), ("pod", pod), ("container", container)];
     exporter.wait_metric("process_resident_memory_bytes", &names);
     exporter.wait_metric("nodejs_process_info", &names);
@@ -483,6 +553,16 @@ fn a_real_node_process_in_a_pod_container_cgroup() {
     let limit =
         exporter.wait_metric("nodejs_memory_limit_bytes", &[names.as_slice(), &[("source", "cgroup")]].concat());
     assert_eq!(limit, POD_LIMIT as f64);
+    // The host's path, never one with `..`.
+    let info = series(&exporter.metrics(), "nodejs_process_info");
+    let cgroup_label = info
+        .into_iter()
+        .find(|(l, _)| l.iter().any(|(k, v)| k == "pid" && *v == pid))
+        .and_then(|(l, _)| l.into_iter().find(|(k, _)| k == "cgroup"))
+        .map(|(_, v)| v)
+        .unwrap();
+    assert!(cgroup_label.ends_with(&id) || cgroup_label.ends_with(&format!("{id}.scope")), "{cgroup_label}");
+    assert!(!cgroup_label.contains(".."), "{cgroup_label}");
 
     // A warning the runtime wrote into the container's log is the process's, under the same names.
     let warning = format!(
@@ -525,5 +605,6 @@ fn a_real_node_process_in_a_pod_container_cgroup() {
     if let Some(promtool) = util::require_tool("promtool") {
         util::promtool_check(&promtool, &text);
     }
+    drop(exporter);
     app.kill();
 }
