@@ -67,6 +67,7 @@ fn resource(p: &ProcessSample, common: &Common) -> Resource {
     if let Some(v) = &p.node_version {
         kv.push(KeyValue::new(attr::PROCESS_RUNTIME_VERSION, v.trim_start_matches('v').to_string()));
     }
+    kv.extend(p.kubernetes.iter().map(|(k, v)| KeyValue::new(*k, v.clone())));
     if let Some(exe) = &p.exe_name {
         kv.push(KeyValue::new(attr::PROCESS_EXECUTABLE_NAME, exe.clone()));
     }
@@ -268,12 +269,14 @@ fn process_metrics(p: &ProcessSample, out: &mut Out) {
 
 fn v8_metrics(p: &ProcessSample, out: &mut Out) {
     let Some(i) = &p.inspector else { return };
-    out.gauge(
-        "nodejs_leak.inspector.connected",
-        "1 while an inspector session is open and answering, so the V8 metrics are live.",
-        "1",
-        one(if i.connected { 1.0 } else { 0.0 }),
-    );
+    if !p.exited {
+        out.gauge(
+            "nodejs_leak.inspector.connected",
+            "1 while an inspector session is open and answering, so the V8 metrics are live.",
+            "1",
+            one(if i.connected { 1.0 } else { 0.0 }),
+        );
+    }
     let since = i.since.unwrap_or(p.watched_since).max(p.started);
     if let Some(h) = &i.heap {
         let space = |name: &str| vec![KeyValue::new(attr::V8JS_HEAP_SPACE_NAME, format!("{name}_space"))];
@@ -465,5 +468,144 @@ fn leak_metrics(points: &[LeakPoint], out: &mut Out) {
         if let Some((name, description, unit)) = leak_family(family) {
             out.gauge(name, description, unit, list);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::inspector::{GcHistogram, HeapReadings, HeapSpace};
+    use crate::otlp::sample::InspectorSample;
+    use std::time::Duration;
+
+    fn sample() -> ProcessSample {
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        ProcessSample {
+            pid: 42,
+            app: "orders".into(),
+            user: "app".into(),
+            exe_name: Some("node".into()),
+            node_version: Some("v22.1.0".into()),
+            started,
+            watched_since: started + Duration::from_secs(60),
+            exited: false,
+            kubernetes: vec![(attr::K8S_POD_NAME, "orders-7d".into())],
+            procfs: Some(crate::collect::procfs::ProcReadings {
+                resident_bytes: 100 << 20,
+                cpu_user_seconds: 1.5,
+                cpu_system_seconds: 0.5,
+                threads: 11,
+                open_fds: Some(20),
+                ..Default::default()
+            }),
+            cgroup_limit: Some(512 << 20),
+            cgroup_usage: None,
+            cgroup_oom_kills: None,
+            pm2_limit: None,
+            inspector: Some(InspectorSample {
+                connected: true,
+                heap: Some(HeapReadings {
+                    used_bytes: 30 << 20,
+                    limit_bytes: 2 << 30,
+                    spaces: vec![HeapSpace { name: "old".into(), size: 40 << 20, used: 25 << 20, available: 1 << 20 }],
+                    ..Default::default()
+                }),
+                gc: [("minor".to_string(), GcHistogram { buckets: [2, 5, 5, 5, 5, 5], count: 6, sum: 0.2 })].into(),
+                after_major_gc: Some(24 << 20),
+                since: Some(started + Duration::from_secs(120)),
+            }),
+            warnings: vec![("MaxListenersExceededWarning".into(), 3)],
+            max_listeners: vec![(("close".into(), "Socket".into()), 3)],
+            leak: vec![
+                LeakPoint {
+                    family: crate::exposition::MEMORY_GROWTH,
+                    labels: vec![("signal", "heap_used".into()), ("window", "15m".into())],
+                    value: 1000.0,
+                },
+                LeakPoint {
+                    family: crate::exposition::LEAK_SUSPECTED,
+                    labels: vec![("signal", "heap_used".into())],
+                    value: 1.0,
+                },
+                LeakPoint {
+                    family: crate::exposition::MEMORY_GROWTH,
+                    labels: vec![("signal", "rss".into()), ("window", "15m".into())],
+                    value: 10.0,
+                },
+                LeakPoint {
+                    family: crate::exposition::LIMIT_ETA,
+                    labels: vec![("source", "cgroup".into())],
+                    value: 60.0,
+                },
+            ],
+        }
+    }
+
+    fn find<'a>(rm: &'a ResourceMetrics, name: &str) -> Option<&'a Metric> {
+        rm.scope_metrics[0].metrics.iter().find(|m| m.name == name)
+    }
+
+    #[test]
+    fn one_resource_per_process_with_its_identity() {
+        let common =
+            Common { host_name: "h1".into(), extra: vec![("deployment.environment.name".into(), "prod".into())] };
+        let rm = resource_metrics(&sample(), &common, SystemTime::now());
+        let get = |k: &str| rm.resource.get(&opentelemetry::Key::from(k.to_string())).map(|v| v.to_string());
+        assert_eq!(get("service.name").as_deref(), Some("orders"));
+        assert_eq!(get("process.pid").as_deref(), Some("42"));
+        assert_eq!(get("process.runtime.version").as_deref(), Some("22.1.0"));
+        assert_eq!(get("process.creation.time").as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        assert_eq!(get("service.instance.id").as_deref(), Some("h1/42/1700000000"));
+        assert_eq!(get("k8s.pod.name").as_deref(), Some("orders-7d"));
+        assert_eq!(get("deployment.environment.name").as_deref(), Some("prod"));
+        assert!(get("telemetry.sdk.language").is_none(), "not the SDK's resource: the process's");
+        let common = Common { host_name: "h1".into(), extra: vec![("host.name".into(), "node-7".into())] };
+        let rm = resource_metrics(&sample(), &common, SystemTime::now());
+        assert_eq!(rm.resource.get(&opentelemetry::Key::from("host.name")).unwrap().to_string(), "node-7");
+    }
+
+    #[test]
+    fn counters_start_when_their_counts_do() {
+        let p = sample();
+        let rm = resource_metrics(&p, &Common::default(), SystemTime::now());
+        let cpu = find(&rm, "process.cpu.time").unwrap().data.as_any().downcast_ref::<Sum<f64>>().unwrap();
+        assert_eq!(cpu.start_time, p.started);
+        assert!(cpu.is_monotonic);
+        assert_eq!(cpu.data_points.len(), 2);
+        let warnings = find(&rm, "nodejs_leak.warnings").unwrap().data.as_any().downcast_ref::<Sum<u64>>().unwrap();
+        assert_eq!(warnings.start_time, p.watched_since);
+        let gc = find(&rm, "v8js.gc.duration").unwrap().data.as_any().downcast_ref::<Histogram<f64>>().unwrap();
+        assert_eq!(gc.start_time, p.inspector.as_ref().unwrap().since.unwrap());
+    }
+
+    #[test]
+    fn gc_buckets_are_counted_per_bucket() {
+        let rm = resource_metrics(&sample(), &Common::default(), SystemTime::now());
+        let gc = find(&rm, "v8js.gc.duration").unwrap().data.as_any().downcast_ref::<Histogram<f64>>().unwrap();
+        let p = &gc.data_points[0];
+        assert_eq!(p.bounds, GC_BUCKETS.to_vec());
+        assert_eq!(p.bucket_counts, vec![2, 3, 0, 0, 0, 0, 1], "cumulative [2,5,5,5,5,5] of 6");
+        assert_eq!((p.count, p.sum, p.min, p.max), (6, 0.2, None, None));
+    }
+
+    #[test]
+    fn heap_spaces_take_v8s_names_and_leak_series_their_families() {
+        let rm = resource_metrics(&sample(), &Common::default(), SystemTime::now());
+        let used = find(&rm, "v8js.memory.heap.used").unwrap().data.as_any().downcast_ref::<Sum<i64>>().unwrap();
+        assert_eq!(used.data_points[0].attributes, vec![KeyValue::new("v8js.heap.space.name", "old_space")]);
+        assert!(!used.is_monotonic);
+        let growth = find(&rm, "nodejs_leak.memory.growth").unwrap();
+        assert_eq!(growth.unit, "By/s");
+        let g = growth.data.as_any().downcast_ref::<Gauge<f64>>().unwrap();
+        assert_eq!(g.data_points.len(), 2, "both signals in one metric");
+        assert_eq!(g.data_points[1].attributes[0], KeyValue::new("nodejs_leak.signal", "rss"));
+        let eta =
+            find(&rm, "nodejs_leak.memory_limit.eta").unwrap().data.as_any().downcast_ref::<Gauge<f64>>().unwrap();
+        assert_eq!(eta.data_points[0].attributes, vec![KeyValue::new("nodejs_leak.limit.source", "cgroup")]);
+        assert!(find(&rm, "nodejs_leak.cgroup.memory.usage").is_none(), "no points, no metric");
+        assert!(find(&rm, "nodejs_leak.inspector.connected").is_some());
+        let exited = ProcessSample { exited: true, ..sample() };
+        let rm = resource_metrics(&exited, &Common::default(), SystemTime::now());
+        assert!(find(&rm, "nodejs_leak.inspector.connected").is_none(), "as on /metrics: not for an exited process");
     }
 }

@@ -31,6 +31,10 @@ pub struct ProcessSample {
     /// When the exporter first saw it: the start of the counts the exporter makes itself
     /// (warnings, GC pauses, OOM kills), which cover only what happened since.
     pub watched_since: SystemTime,
+    /// Exited, kept for the exit retention with its last values.
+    pub exited: bool,
+    /// Kubernetes names and ids, where the process runs in a pod: resource attributes.
+    pub kubernetes: Vec<(&'static str, String)>,
     pub procfs: Option<ProcReadings>,
     pub cgroup_limit: Option<u64>,
     pub cgroup_usage: Option<u64>,
@@ -107,6 +111,8 @@ impl ProcessSample {
             }),
             started,
             watched_since: watched_since.max(started),
+            exited: matches!(t.state, crate::target::TargetState::Exited { .. }),
+            kubernetes: kubernetes_attributes(t),
             procfs: r.procfs.clone(),
             cgroup_limit: r.cgroup.as_ref().and_then(|c| c.limit_bytes),
             cgroup_usage: r.cgroup.as_ref().and_then(|c| c.usage_bytes),
@@ -118,6 +124,25 @@ impl ProcessSample {
             leak: leak_points(t),
         }
     }
+}
+
+/// `k8s.*` and `container.id` from what the Kubernetes collector read (cgroup path and kubelet
+/// log file names, never the process's environment).
+fn kubernetes_attributes(t: &Target) -> Vec<(&'static str, String)> {
+    use opentelemetry_semantic_conventions::attribute as attr;
+    let Some(k) = &t.readings.kubernetes else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(l) = &k.labels {
+        out.push((attr::K8S_NAMESPACE_NAME, l.namespace.clone()));
+        out.push((attr::K8S_POD_NAME, l.pod.clone()));
+        out.push((attr::K8S_CONTAINER_NAME, l.container.clone()));
+    }
+    if let Some(c) = &k.container {
+        out.push((attr::K8S_POD_UID, c.pod_uid.clone()));
+        out.push((attr::CONTAINER_ID, c.container_id.clone()));
+    }
+    out.retain(|(_, v)| !v.is_empty());
+    out
 }
 
 /// The warning counts of a target as `exposition::render_warnings` merges them: both the

@@ -193,6 +193,11 @@ const PER_PROCESS_ATTRIBUTES: &[&str] = &[
     "process.runtime.version",
     "process.executable.name",
     "process.owner",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.pod.uid",
+    "k8s.container.name",
+    "container.id",
 ];
 
 impl Settings {
