@@ -438,7 +438,11 @@ impl Sampler {
 
 fn hint(reason: Reason) -> &'static str {
     match reason {
-        Reason::PermissionDenied => " (another user's process: run as that user, as root, or with CAP_SYS_PTRACE)",
+        // Which capability depends on what was read (README, "Privileges"); the gap says it
+        // where one collector knows (entering a network namespace needs CAP_SYS_ADMIN).
+        Reason::PermissionDenied => {
+            " (another user's process or a namespace: run as that user or as root, or grant the capability README \"Privileges\" lists)"
+        }
         _ => "",
     }
 }

@@ -241,8 +241,14 @@ impl ProcfsCollector {
             // SAFETY: readlinkat writes at most link.len() bytes into our buffer; name is a
             // NUL-terminated string and dir an open directory fd.
             let n = unsafe { libc::readlinkat(raw, name.as_ptr(), link.as_mut_ptr().cast(), link.len()) };
-            // An fd closed between readdir and readlink is simply gone.
             if n < 0 {
+                // Listing the directory needs only CAP_DAC_READ_SEARCH, reading its links ptrace
+                // access: without that, every link is refused, and a count of 0 would be a lie.
+                let errno = std::io::Error::last_os_error().raw_os_error();
+                if matches!(errno, Some(libc::EACCES) | Some(libc::EPERM)) {
+                    return Err(Reason::PermissionDenied);
+                }
+                // An fd closed between readdir and readlink is simply gone.
                 continue;
             }
             open += 1;
