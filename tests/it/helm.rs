@@ -6,7 +6,8 @@
 //! `alerts/` at the default parameters and following a changed one; the DaemonSet granting exactly
 //! the capabilities of `crate::privileges`, with read-only host mounts; the dashboards' ConfigMaps
 //! holding `dashboards/*.json`, also from the packaged chart; the sidecar example running the
-//! chart's sidecar container; the Dockerfile building the binary and tag the chart names.
+//! chart's sidecar container; the Dockerfile building the binary and tag the chart names; and the
+//! real exporter started with the arguments and configuration file each rendering gives it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -646,4 +647,73 @@ fn the_dockerfile_builds_the_binary_and_tag_the_chart_runs() {
     assert_eq!(container["image"].as_str(), Some(format!("{repository}:{app_version}").as_str()));
     let readme = std::fs::read_to_string(util::repo().join(CHART).join("README.md")).unwrap();
     assert!(readme.contains(&build), "the chart README must say how the image is built: {build}");
+}
+
+/// The arguments of an exporter container as the chart renders them, made runnable here: the host
+/// paths the DaemonSet mounts are this host's own (`/host/proc` is `/proc`), the configuration file
+/// is the rendered ConfigMap's, and the listen address and log format are the test harness's.
+/// The inspector stays off (`--inspector.activate` would signal other tests' processes): the flags
+/// that drive it are still parsed and validated.
+fn runnable_args(container: &Value, docs: &[Value], dir: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for arg in strings(&container["args"]) {
+        let (flag, value) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+        match flag {
+            "--web.listen-address" | "--log.format" | "--log.level" => continue,
+            "--path.procfs" => args.push(format!("--path.procfs={}", value.replace("/host/proc", "/proc"))),
+            "--path.sysfs" => args.push(format!("--path.sysfs={}", value.replace("/host/sys", "/sys"))),
+            "--config.file" => {
+                let name = Path::new(value).file_name().unwrap().to_string_lossy().into_owned();
+                let data = docs
+                    .iter()
+                    .filter(|d| d["kind"].as_str() == Some("ConfigMap"))
+                    .find_map(|d| d["data"][name.as_str()].as_str())
+                    .unwrap_or_else(|| panic!("no ConfigMap holds {name} for {arg}"));
+                let file = dir.join(&name);
+                std::fs::write(&file, data).unwrap();
+                args.push(format!("--config.file={}", file.display()));
+            }
+            _ => args.push(arg),
+        }
+    }
+    args.push("--no-collector.inspector".into());
+    args
+}
+
+#[test]
+fn the_exporter_runs_with_the_arguments_and_configuration_the_chart_renders() {
+    let Some(helm) = helm() else { return };
+    let Some(app) = util::NodeApp::fixture("idle.js", &[], &[]) else { return };
+    let mut renderings = vec![("defaults".to_string(), template(&helm, &[]))];
+    for file in ci_values() {
+        let path = file.to_string_lossy().into_owned();
+        renderings.push((path.clone(), template(&helm, &["-f", &path])));
+    }
+    let example = yaml_file(SIDECAR_EXAMPLE);
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, (name, docs)) in renderings.iter().enumerate() {
+        if !kinds(docs).contains(&"DaemonSet") {
+            continue;
+        }
+        let sub = dir.path().join(i.to_string());
+        std::fs::create_dir_all(&sub).unwrap();
+        runs.push((name.clone(), runnable_args(daemonset(docs).1, docs, &sub)));
+    }
+    let sidecar = example["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str() == Some("nodejs-leak-exporter"))
+        .expect("the example's exporter container");
+    runs.push((SIDECAR_EXAMPLE.to_string(), runnable_args(sidecar, &[], dir.path())));
+    assert!(runs.len() >= 5, "{} runs", runs.len());
+
+    let pid = app.pid_label();
+    for (name, args) in runs {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let exporter = util::Exporter::start_with(Command::new(util::exporter_bin()), &args);
+        let rss = exporter.wait_metric("process_resident_memory_bytes", &[("pid", &pid)]);
+        assert!(rss > 0.0, "{name}: the exporter run with {args:?} reads the app: rss {rss}");
+    }
 }
