@@ -104,8 +104,14 @@ pub struct PushMetrics {
     duration: Gauge,
 }
 
+impl Default for PushMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PushMetrics {
-    fn new() -> PushMetrics {
+    pub fn new() -> PushMetrics {
         let registry = PromRegistry::new();
         let requests = IntCounter::new(
             "nodejs_leak_exporter_otlp_export_requests_total",
