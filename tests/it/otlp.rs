@@ -41,12 +41,17 @@ struct Receiver {
 
 impl Receiver {
     fn start(python: &PathBuf, grpc_port: u16, http_port: u16) -> Receiver {
+        Receiver::start_with(python, grpc_port, http_port, &[])
+    }
+
+    fn start_with(python: &PathBuf, grpc_port: u16, http_port: u16, args: &[&str]) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("requests.jsonl");
         let mut child = Command::new(python)
             .arg(util::repo().join("tests/otlp/receiver.py"))
             .args(["--out", out.to_str().unwrap()])
             .args(["--grpc-port", &grpc_port.to_string(), "--http-port", &http_port.to_string()])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the receiver");
@@ -465,4 +470,85 @@ fn nothing_to_export_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing would be exported"));
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl.
+fn certificates(dir: &std::path::Path) -> bool {
+    let Some(openssl) = util::require_tool("openssl") else { return false };
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl).args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=otlp-test-ca"],
+    ]
+    .concat());
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        let (key, csr, pem, ext) =
+            (format!("{who}.key"), format!("{who}.csr"), format!("{who}.pem"), format!("{who}.ext"));
+        run(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={who}")]].concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+    true
+}
+
+fn mutual_tls(protocol: &str) {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    if !certificates(dir.path()) {
+        return;
+    }
+    let Some(app) = NodeApp::fixture("idle.js", &[], &[]) else { return };
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let receiver = Receiver::start_with(
+        &python,
+        0,
+        0,
+        &["--tls-cert", &path("server.pem"), "--tls-key", &path("server.key"), "--client-ca", &path("ca.pem")],
+    );
+    let port = if protocol == "grpc" { receiver.grpc_port } else { receiver.http_port };
+    let _exporter = Exporter::start_for(
+        &[app.pid],
+        &[
+            &format!("--otlp.endpoint=https://127.0.0.1:{port}"),
+            &format!("--otlp.protocol={protocol}"),
+            "--otlp.interval=300ms",
+            &format!("--otlp.ca-file={}", path("ca.pem")),
+            &format!("--otlp.cert-file={}", path("client.pem")),
+            &format!("--otlp.key-file={}", path("client.key")),
+        ],
+    );
+    receiver.wait_resource(app.pid, "data over mutual TLS", |rm| metric(rm, "process.memory.usage").is_some());
+}
+
+#[test]
+fn grpc_over_mutual_tls() {
+    mutual_tls("grpc");
+}
+
+#[test]
+fn http_protobuf_over_mutual_tls() {
+    mutual_tls("http/protobuf");
 }

@@ -9,11 +9,13 @@ written by google.protobuf.json_format with the proto field names.
 Prints "ready grpc=PORT http=PORT" once both listen; runs until killed.
 
 Usage: receiver.py --out FILE [--grpc-port N] [--http-port N]   (0, the default: any free port)
+                   [--tls-cert PEM --tls-key PEM [--client-ca PEM]]  (TLS on both; mutual with a CA)
 """
 
 import argparse
 import http.server
 import json
+import ssl
 import sys
 import threading
 from concurrent import futures
@@ -75,15 +77,33 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--client-ca")
     args = parser.parse_args()
     out = open(args.out, "a", encoding="utf-8")
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(out), server)
-    grpc_port = server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
+    address = f"127.0.0.1:{args.grpc_port}"
+    if args.tls_cert:
+        with open(args.tls_key, "rb") as k, open(args.tls_cert, "rb") as c:
+            pair = (k.read(), c.read())
+        client_ca = open(args.client_ca, "rb").read() if args.client_ca else None
+        credentials = grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=bool(client_ca))
+        grpc_port = server.add_secure_port(address, credentials)
+    else:
+        grpc_port = server.add_insecure_port(address)
     server.start()
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", args.http_port), http_handler(out))
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(args.client_ca)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
     print(f"ready grpc={grpc_port} http={httpd.server_address[1]}", flush=True)
