@@ -166,7 +166,7 @@ fn status_page(snapshot: &Snapshot, telemetry_path: Option<&str>) -> String {
     } else {
         html.push_str(
             "<table><tr><th>app</th><th>pid</th><th>state</th><th>age</th><th>user</th><th>script</th>\
-             <th>PM2 id</th><th>Node.js</th><th>what the collectors read</th><th>leak verdict</th></tr>",
+             <th>PM2 id</th><th>Node.js</th><th>pod</th><th>what the collectors read</th><th>leak verdict</th></tr>",
         );
         for t in &snapshot.targets {
             let mut read = String::new();
@@ -190,7 +190,7 @@ fn status_page(snapshot: &Snapshot, telemetry_path: Option<&str>) -> String {
             };
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&t.app),
                 t.pid,
                 t.state,
@@ -199,6 +199,10 @@ fn status_page(snapshot: &Snapshot, telemetry_path: Option<&str>) -> String {
                 escape(t.script.as_deref().unwrap_or("")),
                 escape(t.pm2_id.as_deref().unwrap_or("")),
                 escape(t.node_version.as_deref().unwrap_or("")),
+                t.kubernetes
+                    .as_ref()
+                    .map(|k| escape(&format!("{}/{} ({})", k.namespace, k.pod, k.container)))
+                    .unwrap_or_default(),
                 read,
                 verdict,
             );
@@ -252,11 +256,17 @@ mod tests {
             exe: None,
             pm2_id: None,
             node_version: None,
+            kubernetes: Some(crate::sampler::PodStatus {
+                namespace: "shop".into(),
+                pod: "<b>api</b>".into(),
+                container: "node".into(),
+            }),
             collectors: vec![],
             leak: vec![],
         };
         let html = status_page(&Snapshot { ready: true, targets: vec![t], ..Snapshot::default() }, Some("/metrics"));
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("<script>"));
+        assert!(html.contains("shop/&lt;b&gt;api&lt;/b&gt; (node)"), "{html}");
     }
 }

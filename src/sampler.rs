@@ -47,9 +47,20 @@ pub struct TargetStatus {
     pub exe: Option<String>,
     pub pm2_id: Option<String>,
     pub node_version: Option<String>,
+    /// `namespace/pod/container` of a process in a Kubernetes pod whose names are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<PodStatus>,
     pub collectors: Vec<CollectorStatus>,
     /// The leak analysis of each signal that has data.
     pub leak: Vec<LeakStatus>,
+}
+
+/// The pod a process runs in, as its series label it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodStatus {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
 }
 
 /// One signal's leak analysis as the status page, the JSON API and the demo show it.
@@ -459,6 +470,11 @@ fn status_of(t: &Target, now: Instant) -> TargetStatus {
         exe: id.exe_name.clone(),
         pm2_id: id.pm2.as_ref().and_then(|p| p.id.clone()),
         node_version: id.node_version.clone(),
+        kubernetes: t.readings.kubernetes.as_ref().and_then(|k| k.labels.as_ref()).map(|l| PodStatus {
+            namespace: l.namespace.clone(),
+            pod: l.pod.clone(),
+            container: l.container.clone(),
+        }),
         collectors: t
             .gaps
             .iter()

@@ -650,6 +650,7 @@ mod tests {
             exe: None,
             pm2_id: None,
             node_version: None,
+            kubernetes: None,
             collectors: Vec::new(),
             leak,
         };

@@ -563,6 +563,11 @@ fn real_pod(private_cgroupns: bool) {
         .unwrap();
     assert!(cgroup_label.ends_with(&id) || cgroup_label.ends_with(&format!("{id}.scope")), "{cgroup_label}");
     assert!(!cgroup_label.contains(".."), "{cgroup_label}");
+    // The status page's JSON names the pod too.
+    let status = exporter.target(app.pid).expect("the app on /api/v1/targets");
+    assert_eq!(status["kubernetes"]["namespace"], namespace, "{status}");
+    assert_eq!(status["kubernetes"]["pod"], pod, "{status}");
+    assert_eq!(status["kubernetes"]["container"], container, "{status}");
 
     // A warning the runtime wrote into the container's log is the process's, under the same names.
     let warning = format!(
