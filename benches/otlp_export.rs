@@ -131,6 +131,12 @@ fn threads() -> usize {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: only `cargo bench`
+    // measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("not measuring: run with `cargo bench --bench otlp_export`");
+        return;
+    }
     let config = nodejs_leak_exporter::config::LeakConfig::default();
     let settings = nodejs_leak_exporter::leak::LeakSettings::new(&config, Duration::from_secs(5));
     let targets: Vec<Target> = (0..PROCESSES).map(|i| target(i, &settings)).collect();
