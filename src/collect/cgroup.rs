@@ -109,11 +109,68 @@ const RETRY_UNRESOLVED: Duration = Duration::from_secs(60);
 /// Most paths remembered.
 const MAX_RESOLVED: usize = 4096;
 
+/// How long one listing of a hierarchy serves the searches: every path of one sample (a node's
+/// pods all appear in the first) shares one walk instead of walking once per path.
+const INDEX_LIFETIME: Duration = Duration::from_secs(1);
+
 /// Finds, under the mounted hierarchy, the directories of cgroup paths that lie outside the
 /// exporter's cgroup namespace, and remembers them.
 #[derive(Debug, Default)]
 pub struct Resolver {
     found: HashMap<(PathBuf, String), (Option<PathBuf>, Instant)>,
+    /// Per hierarchy: when it was listed, and its directories by name (see [`Index`]).
+    indexes: HashMap<PathBuf, (Instant, Index)>,
+}
+
+/// The directories of a hierarchy down to `MAX_SEARCH_DEPTH`, by name: where a name is, is
+/// where a path starting with it may continue. One walk, bounded by `MAX_SEARCH_DIRS` listings;
+/// `None` when the hierarchy is too large to walk.
+#[derive(Debug, Default)]
+struct Index {
+    by_name: Option<HashMap<std::ffi::OsString, Vec<PathBuf>>>,
+}
+
+impl Index {
+    fn build(root: &Path) -> Index {
+        let mut by_name: HashMap<std::ffi::OsString, Vec<PathBuf>> = HashMap::new();
+        let mut level = vec![root.to_path_buf()];
+        let mut listed = 0;
+        for _ in 0..MAX_SEARCH_DEPTH {
+            let mut next = Vec::new();
+            for dir in &level {
+                listed += 1;
+                if listed > MAX_SEARCH_DIRS {
+                    return Index { by_name: None };
+                }
+                let Ok(entries) = std::fs::read_dir(dir) else { continue };
+                // Directories only: symlinks are not followed, so nothing outside `root` is reached.
+                for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+                    let path = entry.path();
+                    by_name.entry(entry.file_name()).or_default().push(path.clone());
+                    next.push(path);
+                }
+            }
+            level = next;
+        }
+        Index { by_name: Some(by_name) }
+    }
+
+    /// The one directory whose path ends with `names`, the first of them found in the walk; none
+    /// when there is none, more than one, or the walk was cut short.
+    fn find(&self, names: &[&OsStr]) -> Option<PathBuf> {
+        let (first, rest) = names.split_first()?;
+        let mut found = None;
+        for start in self.by_name.as_ref()?.get(*first)? {
+            // Checked again: the directory may have gone since the walk.
+            if let Some(candidate) = dir_chain(start, rest).filter(|_| start.is_dir()) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(candidate);
+            }
+        }
+        found
+    }
 }
 
 impl Resolver {
@@ -138,7 +195,17 @@ impl Resolver {
             Some((None, at)) if at.elapsed() < RETRY_UNRESOLVED => None,
             _ => {
                 let names: Vec<&OsStr> = rest.iter().map(|c| c.as_os_str()).collect();
-                let dir = find_below(hierarchy, &names);
+                let dir = find_slice(hierarchy, &names).or_else(|| {
+                    let (at, index) = self
+                        .indexes
+                        .entry(hierarchy.to_path_buf())
+                        .or_insert_with(|| (Instant::now(), Index::build(hierarchy)));
+                    if at.elapsed() >= INDEX_LIFETIME {
+                        *at = Instant::now();
+                        *index = Index::build(hierarchy);
+                    }
+                    index.find(&names)
+                });
                 if dir.is_none() {
                     tracing::debug!(path, hierarchy = %hierarchy.display(), "cgroup path outside the namespace not found, or found more than once");
                 }
@@ -167,48 +234,22 @@ fn dir_chain(dir: &Path, names: &[&OsStr]) -> Option<PathBuf> {
     Some(at)
 }
 
+/// Where systemd's naming puts a slice: `kubepods-burstable-pod<uid>.slice` lives in
+/// `kubepods.slice/kubepods-burstable.slice`, so a path starting with a slice is looked for there
+/// first, without a search.
+fn find_slice(root: &Path, names: &[&OsStr]) -> Option<PathBuf> {
+    let slice = names.first()?.to_str()?.strip_suffix(".slice")?;
+    let parents: Vec<String> = slice.match_indices('-').map(|(dash, _)| format!("{}.slice", &slice[..dash])).collect();
+    let parents: Vec<&OsStr> = parents.iter().map(OsStr::new).collect();
+    dir_chain(root, &parents).and_then(|parent| dir_chain(&parent, names))
+}
+
 /// The one directory under `root` whose path ends with `names` (the first of them at most
-/// `MAX_SEARCH_DEPTH` deep); none when there is none or more than one.
-///
-/// Systemd names a slice after its parents (`kubepods-burstable-pod<uid>.slice` lives in
-/// `kubepods.slice/kubepods-burstable.slice`), so a slice is first looked for where its name
-/// puts it; otherwise, and for the cgroupfs driver's plain names, the levels are searched.
+/// `MAX_SEARCH_DEPTH` deep); none when there is none or more than one. A slice is looked for
+/// where its name puts it; otherwise, and for the cgroupfs driver's plain names, the hierarchy
+/// is walked (a [`Resolver`] keeps that walk for every path of a sample).
 pub fn find_below(root: &Path, names: &[&OsStr]) -> Option<PathBuf> {
-    let (first, _) = names.split_first()?;
-    if let Some(slice) = first.to_str().and_then(|f| f.strip_suffix(".slice")) {
-        let parents: Vec<String> =
-            slice.match_indices('-').map(|(dash, _)| format!("{}.slice", &slice[..dash])).collect();
-        let parents: Vec<&OsStr> = parents.iter().map(OsStr::new).collect();
-        if let Some(found) = dir_chain(root, &parents).and_then(|parent| dir_chain(&parent, names)) {
-            return Some(found);
-        }
-    }
-    let mut found = None;
-    let mut level = vec![root.to_path_buf()];
-    let mut listed = 0;
-    for depth in 0..MAX_SEARCH_DEPTH {
-        let mut next = Vec::new();
-        for dir in &level {
-            if let Some(candidate) = dir_chain(dir, names) {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(candidate);
-            }
-            if depth + 1 == MAX_SEARCH_DEPTH {
-                continue;
-            }
-            listed += 1;
-            if listed > MAX_SEARCH_DIRS {
-                return None;
-            }
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            // Directories only: symlinks are not followed, so nothing outside `root` is reached.
-            next.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
-        }
-        level = next;
-    }
-    found
+    find_slice(root, names).or_else(|| Index::build(root).find(names))
 }
 
 /// Reads limit, usage and OOM kills of one cgroup.
