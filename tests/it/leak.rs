@@ -85,7 +85,7 @@ fn each_leak_is_flagged_on_its_signal_and_the_fixed_twin_on_none() {
     eprintln!("flagged after {first_seen:?} (map, buffer, pool); signals seen flagged: {seen:?}");
 
     // The numbers behind the verdicts: the map leak's floor grows by about what it keeps (2 kB
-    // per request at 50 requests/s, 100 kB/s) and its heap has an ETA; the fixed twin has none.
+    // per request at 50 requests/s, 100 kB/s) and its heap has an ETA.
     let map_pid = map.pid.to_string();
     let growth = util::metric_value(
         &last,
