@@ -294,6 +294,17 @@ fn v8_metrics(p: &ProcessSample, out: &mut Out) {
             since,
             h.spaces.iter().map(|s| (space(&s.name), int(s.size))).collect(),
         );
+        // The same sizes under the name older conventions (and this project's issue) give them:
+        // 1.42.0 renamed `v8js.memory.heap.limit` to `v8js.memory.heap.space.size`, and backends
+        // and dashboards built on the old name keep working.
+        #[allow(deprecated)]
+        out.updown(
+            semconv::V8JS_MEMORY_HEAP_LIMIT,
+            "Heap space size (space_size), per space; the name before semantic conventions 1.42.0 (v8js.memory.heap.space.size).",
+            "By",
+            since,
+            h.spaces.iter().map(|s| (space(&s.name), int(s.size))).collect(),
+        );
         out.updown(
             semconv::V8JS_MEMORY_HEAP_SPACE_AVAILABLE_SIZE,
             "Heap space available (space_available_size), per space.",

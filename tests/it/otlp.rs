@@ -178,6 +178,7 @@ const MAPPING: &[(&str, &str, &str)] = &[
     ("nodejs_leak.inspector.connected", "1", "gauge"),
     ("v8js.memory.heap.used", "By", "sum"),
     ("v8js.memory.heap.space.size", "By", "sum"),
+    ("v8js.memory.heap.limit", "By", "sum"),
     ("v8js.memory.heap.space.available_size", "By", "sum"),
     ("nodejs_leak.heap.limit", "By", "gauge"),
     ("nodejs_leak.heap.used_after_gc", "By", "gauge"),
@@ -304,6 +305,11 @@ fn conventions(protocol: &str) {
             value(&rm, "v8js.memory.heap.space.size", &l).unwrap(),
             p("nodejs_heap_space_size_total_bytes", &[("space", space)]),
             0.25,
+        );
+        assert_eq!(
+            value(&rm, "v8js.memory.heap.limit", &l),
+            value(&rm, "v8js.memory.heap.space.size", &l),
+            "{name}: the pre-1.42 name carries the same size"
         );
         assert!(value(&rm, "v8js.memory.heap.space.available_size", &l).is_some());
     }
