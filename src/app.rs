@@ -6,26 +6,46 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use tokio::signal::unix::SignalKind;
+
+use crate::cli::Parsed;
 use crate::collect::Context as CollectContext;
 use crate::config::{parse_listen_address, Config};
 use crate::connector::{self, Connector, DirectConnector, NetnsConnector};
-use crate::http::{self, AppState};
-use crate::sampler::{Sampler, Snapshot};
+use crate::http::{self, AppState, ServerMetrics};
+use crate::sampler::{Control, Sampler, Snapshot};
+use crate::web::WebConfig;
 
-/// Runs until SIGTERM or SIGINT.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    run_until(config, |_| shutdown_signal())
+/// Runs until SIGTERM or SIGINT; SIGHUP (and `POST /-/reload` with `--web.enable-lifecycle`)
+/// reloads the configuration file and the web configuration file, with the flags laid over the
+/// file again as at start.
+pub fn run(parsed: Parsed) -> anyhow::Result<()> {
+    let config = parsed.config()?;
+    run_with(config, Some(parsed), |_| shutdown_signal())
 }
 
 /// Runs until the future `until` makes completes. It is given the stream of snapshots, so an
 /// embedder (the demo) can watch what the exporter sees, and runs on the exporter's runtime.
+/// There is nothing to reload from: SIGHUP keeps its default action.
 pub fn run_until<F, Fut>(config: Config, until: F) -> anyhow::Result<()>
+where
+    F: FnOnce(watch::Receiver<Arc<Snapshot>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    run_with(config, None, until)
+}
+
+fn run_with<F, Fut>(config: Config, reload_from: Option<Parsed>, until: F) -> anyhow::Result<()>
 where
     F: FnOnce(watch::Receiver<Arc<Snapshot>>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     raise_fd_limit();
     let addr = parse_listen_address(&config.web.listen_address).map_err(anyhow::Error::msg)?;
+    let web = Arc::new(match &config.web.config_file {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::disabled(),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -47,24 +67,55 @@ where
         ),
         None => {}
     }
-    let (stop_sampler, stop_rx) = std::sync::mpsc::channel::<()>();
+    let server_metrics = Arc::new(ServerMetrics::new());
+    // Installed before the listener is up, so a SIGHUP never meets its default action (exit).
+    let hangups = match &reload_from {
+        Some(_) => {
+            let _entered = runtime.enter();
+            Some(tokio::signal::unix::signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?)
+        }
+        None => None,
+    };
+    let (control, control_rx) = std::sync::mpsc::channel::<Control>();
     let sampler_thread = std::thread::Builder::new()
         .name("sampler".into())
-        .spawn(move || sampler.run(stop_rx))
+        .spawn(move || sampler.run(control_rx))
         .context("cannot start the sampler thread")?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    if let (Some(parsed), Some(hangups)) = (reload_from, hangups) {
+        let reloader = Reloader {
+            parsed,
+            running: config.clone(),
+            web: web.clone(),
+            sampler: control.clone(),
+            metrics: server_metrics.clone(),
+        };
+        runtime.spawn(reloader.run(hangups, reload_rx));
+    }
     let until = until(snapshots.clone());
     let result = runtime.block_on(async {
         let listener = http::bind(addr).await?;
-        tracing::info!(address = %listener.local_addr()?, telemetry_path = %config.web.telemetry_path, "listening");
+        tracing::info!(
+            address = %listener.local_addr()?,
+            telemetry_path = %config.web.telemetry_path,
+            tls = web.tls_enabled(),
+            basic_auth = web.current().auth.is_some(),
+            lifecycle = config.web.enable_lifecycle,
+            "listening"
+        );
         let state = AppState {
             snapshot: snapshots,
             telemetry_path: config.web.telemetry_path.as_str().into(),
             metrics_enabled: !config.web.disable_metrics,
+            web,
+            server_metrics,
+            reload: config.web.enable_lifecycle.then_some(reload_tx),
         };
         http::serve(listener, state, until).await?;
         anyhow::Ok(())
     });
-    drop(stop_sampler);
+    let _ = control.send(Control::Stop);
+    drop(control);
     // The sampler finishes its sample and removes what it injected, each bounded in time; don't
     // hang shutdown on a stuck read.
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
@@ -74,6 +125,73 @@ where
     runtime.shutdown_timeout(Duration::from_secs(2));
     tracing::info!("stopped");
     result
+}
+
+/// Reloads on SIGHUP and on `POST /-/reload`, one at a time.
+struct Reloader {
+    /// The command line, laid over the file again at each reload.
+    parsed: Parsed,
+    running: Config,
+    web: Arc<WebConfig>,
+    sampler: std::sync::mpsc::Sender<Control>,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl Reloader {
+    async fn run(
+        mut self,
+        mut hangups: tokio::signal::unix::Signal,
+        mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    ) {
+        loop {
+            let reply = tokio::select! {
+                Some(()) = hangups.recv() => {
+                    tracing::info!("SIGHUP received, reloading the configuration");
+                    None
+                }
+                Some(reply) = requests.recv() => {
+                    tracing::info!("POST /-/reload received, reloading the configuration");
+                    Some(reply)
+                }
+                else => return,
+            };
+            let result = self.reload().await;
+            match &result {
+                Ok(()) => tracing::info!("configuration reloaded"),
+                Err(e) => tracing::error!(error = %e, "configuration reload failed: the running configuration stays"),
+            }
+            self.metrics.reloaded(result.is_ok());
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Reads and validates everything before changing anything; on error nothing changed.
+    async fn reload(&mut self) -> Result<(), String> {
+        let new = self.parsed.config().map_err(|e| e.to_string())?;
+        for field in self.running.restart_only_changes(&new) {
+            tracing::warn!(field, "changed in the configuration, but needs a restart: keeping the running value");
+        }
+        let new = Config::keeping_restart_only(new, &self.running);
+        let web = self.web.prepare().map_err(|e| e.to_string())?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.sampler
+            .send(Control::Apply(Box::new(new.clone()), reply))
+            .map_err(|_| "the sampler has stopped".to_string())?;
+        // Applied between two samples: at worst after one sample, each bounded in time.
+        match tokio::time::timeout(Duration::from_secs(60), answer).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(_)) => return Err("the sampler has stopped".into()),
+            Err(_) => return Err("the sampler did not take the configuration within 60s".into()),
+        }
+        if let Some(web) = web {
+            self.web.install(web);
+        }
+        self.running = new;
+        Ok(())
+    }
 }
 
 /// Inspector connections open inside each process's network namespace when the operator opted
@@ -102,7 +220,7 @@ fn instance_id() -> String {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::signal;
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

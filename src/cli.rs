@@ -57,6 +57,15 @@ pub struct RunArgs {
     #[arg(long = "web.disable-metrics", action = ArgAction::SetTrue)]
     pub disable_metrics: bool,
 
+    /// Web configuration file of the Prometheus exporter-toolkit: TLS (with client certificates)
+    /// and basic auth. Re-read when it or a certificate changes, and on SIGHUP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Serve POST /-/reload, which reloads the configuration as SIGHUP does.
+    #[arg(long = "web.enable-lifecycle", action = ArgAction::SetTrue)]
+    pub enable_lifecycle: bool,
+
     /// Push metrics over OTLP to this receiver: a base URL, http://collector:4318 for
     /// http/protobuf (/v1/metrics is appended), http://collector:4317 for grpc; https:// for TLS
     /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; unset: no push].
@@ -241,7 +250,16 @@ impl Parsed {
     pub fn config(&self) -> Result<Config, ConfigError> {
         let a = &self.cli.run;
         let mut c = match &a.config_file {
-            Some(path) => Config::from_file(path)?,
+            Some(path) => {
+                let mut c = Config::from_file(path)?;
+                // As the exporter-toolkit resolves the paths in a web config file.
+                if let (Some(web), Some(dir)) = (&c.web.config_file, path.parent()) {
+                    if web.is_relative() {
+                        c.web.config_file = Some(dir.join(web));
+                    }
+                }
+                c
+            }
             None => Config::default(),
         };
         if let Some(v) = &a.listen_address {
@@ -252,6 +270,12 @@ impl Parsed {
         }
         if a.disable_metrics {
             c.web.disable_metrics = true;
+        }
+        if let Some(v) = &a.web_config_file {
+            c.web.config_file = Some(v.clone());
+        }
+        if a.enable_lifecycle {
+            c.web.enable_lifecycle = true;
         }
         self.lay_otlp_flags(&mut c);
         if let Some(v) = &a.procfs {

@@ -85,6 +85,11 @@ pub struct WebConfig {
     /// Serve no metrics at the telemetry path (when they are pushed over OTLP instead); the
     /// status page, `/api/v1/targets` and the health endpoints stay.
     pub disable_metrics: bool,
+    /// The exporter-toolkit web configuration file: TLS and basic auth (`crate::web`). A
+    /// relative path is taken from this file's directory.
+    pub config_file: Option<PathBuf>,
+    /// Serve `POST /-/reload`, which reloads the configuration as SIGHUP does.
+    pub enable_lifecycle: bool,
 }
 
 impl Default for WebConfig {
@@ -93,6 +98,8 @@ impl Default for WebConfig {
             listen_address: DEFAULT_LISTEN_ADDRESS.into(),
             telemetry_path: "/metrics".into(),
             disable_metrics: false,
+            config_file: None,
+            enable_lifecycle: false,
         }
     }
 }
@@ -547,7 +554,7 @@ impl Config {
         if !self.web.telemetry_path.starts_with('/') || self.web.telemetry_path.len() < 2 {
             return Err(invalid("web.telemetry_path", "must start with '/' and not be '/' (the status page)"));
         }
-        if ["/-/healthy", "/-/ready", "/api/v1/targets"].contains(&self.web.telemetry_path.as_str()) {
+        if ["/-/healthy", "/-/ready", "/-/reload", "/api/v1/targets"].contains(&self.web.telemetry_path.as_str()) {
             return Err(invalid("web.telemetry_path", "collides with a built-in endpoint"));
         }
         if self.sample.interval < Duration::from_millis(100) || self.sample.interval > Duration::from_secs(3600) {
@@ -628,6 +635,47 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The settings a running exporter cannot change in place, by field, that differ between
+    /// `self` (running) and `new`: the listener, the mount points, the OTLP pipeline, how
+    /// inspector connections are opened, and the leak windows (each process's history is kept
+    /// per window).
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (self, new);
+        let differs = |x: &dyn fmt::Debug, y: &dyn fmt::Debug| format!("{x:?}") != format!("{y:?}");
+        let mut out = Vec::new();
+        for (field, changed) in [
+            ("web.listen_address", a.web.listen_address != b.web.listen_address),
+            ("web.telemetry_path", a.web.telemetry_path != b.web.telemetry_path),
+            ("web.disable_metrics", a.web.disable_metrics != b.web.disable_metrics),
+            ("web.config_file", a.web.config_file != b.web.config_file),
+            ("web.enable_lifecycle", a.web.enable_lifecycle != b.web.enable_lifecycle),
+            ("paths", differs(&a.paths, &b.paths)),
+            ("otlp", differs(&a.otlp, &b.otlp)),
+            (
+                "collectors.inspector.enter_netns",
+                a.collectors.inspector.enter_netns != b.collectors.inspector.enter_netns,
+            ),
+            ("leak.windows", a.leak.sorted_windows() != b.leak.sorted_windows()),
+        ] {
+            if changed {
+                out.push(field);
+            }
+        }
+        out
+    }
+
+    /// `new` with the running values of everything [`Config::restart_only_changes`] covers.
+    pub fn keeping_restart_only(mut new: Config, running: &Config) -> Config {
+        new.web = running.web.clone();
+        new.paths = running.paths.clone();
+        new.otlp = running.otlp.clone();
+        new.collectors.inspector.enter_netns = running.collectors.inspector.enter_netns;
+        new.leak.windows = running.leak.windows.clone();
+        new
     }
 }
 
@@ -760,6 +808,21 @@ mod tests {
         assert_eq!(s, "alice-server.js");
         assert!(AppTemplate::parse("{script").is_err());
         assert!(AppTemplate::parse("a}").is_err());
+    }
+
+    #[test]
+    fn restart_only_settings_are_named_and_kept() {
+        let running = Config::default();
+        let mut new =
+            Config::from_yaml("web:\n  listen_address: ':1'\nleak:\n  windows: [1h]\n  grace_period: 1m\n").unwrap();
+        new.discovery.min_age = Duration::from_secs(1);
+        assert_eq!(running.restart_only_changes(&new), vec!["web.listen_address", "leak.windows"]);
+        let kept = Config::keeping_restart_only(new, &running);
+        assert_eq!(kept.web.listen_address, DEFAULT_LISTEN_ADDRESS);
+        assert_eq!(kept.leak.windows, running.leak.windows);
+        assert_eq!(kept.leak.grace_period, Duration::from_secs(60));
+        assert_eq!(kept.discovery.min_age, Duration::from_secs(1));
+        assert!(running.restart_only_changes(&kept).is_empty());
     }
 
     #[test]

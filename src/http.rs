@@ -7,16 +7,26 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use prometheus::{Gauge, IntCounterVec, Opts, Registry as PromRegistry};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::sampler::Snapshot;
+use crate::web::WebConfig;
+
+/// Time a client has to complete the TLS handshake (and to send its first byte).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where `POST /-/reload` asks for a reload; the answer is the error text of a failed one.
+pub type ReloadRequests = mpsc::Sender<oneshot::Sender<Result<(), String>>>;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +34,127 @@ pub struct AppState {
     pub telemetry_path: Arc<str>,
     /// Whether metrics are served at the telemetry path (`--web.disable-metrics` turns it off).
     pub metrics_enabled: bool,
+    /// TLS and basic auth (`--web.config.file`).
+    pub web: Arc<WebConfig>,
+    /// The server's and the reloads' own metrics, appended to every scrape.
+    pub server_metrics: Arc<ServerMetrics>,
+    /// Set with `--web.enable-lifecycle`: `POST /-/reload` is served.
+    pub reload: Option<ReloadRequests>,
+}
+
+impl AppState {
+    /// Plain HTTP, no authentication, no lifecycle API.
+    pub fn new(snapshot: watch::Receiver<Arc<Snapshot>>, telemetry_path: &str, metrics_enabled: bool) -> AppState {
+        AppState {
+            snapshot,
+            telemetry_path: telemetry_path.into(),
+            metrics_enabled,
+            web: Arc::new(WebConfig::disabled()),
+            server_metrics: Arc::new(ServerMetrics::new()),
+            reload: None,
+        }
+    }
+}
+
+/// Metrics of the HTTP side and of configuration reloads, which happen outside the sampler:
+/// rendered at scrape time after the latest snapshot.
+pub struct ServerMetrics {
+    registry: PromRegistry,
+    /// By reason: `plain_http`, `not_tls`, `handshake`, `timeout`.
+    pub tls_handshake_errors: IntCounterVec,
+    pub unauthorized: prometheus::IntCounter,
+    /// By result: `success`, `failure`.
+    pub reloads: IntCounterVec,
+    pub last_reload_successful: Gauge,
+    pub last_reload_success: Gauge,
+}
+
+impl ServerMetrics {
+    pub fn new() -> ServerMetrics {
+        let registry = PromRegistry::new();
+        let tls_handshake_errors = IntCounterVec::new(
+            Opts::new(
+                "nodejs_leak_exporter_http_tls_handshake_errors_total",
+                "Connections to the TLS listener closed before a TLS session, by reason: plain_http (an HTTP request, answered 400), not_tls, handshake (refused by TLS: no or bad client certificate, no common version or suite), timeout.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let unauthorized = prometheus::IntCounter::new(
+            "nodejs_leak_exporter_http_unauthorized_requests_total",
+            "Requests refused with 401 for missing or wrong basic auth credentials.",
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "nodejs_leak_exporter_config_reloads_total",
+                "Configuration reloads (SIGHUP or POST /-/reload), by result: success or failure (the running configuration stays).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let last_reload_successful = Gauge::new(
+            "nodejs_leak_exporter_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or failed (0).",
+        )
+        .expect("valid metric");
+        let last_reload_success = Gauge::new(
+            "nodejs_leak_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load (the start, or a reload).",
+        )
+        .expect("valid metric");
+        for label in ["plain_http", "not_tls", "handshake", "timeout"] {
+            tls_handshake_errors.with_label_values(&[label]);
+        }
+        for label in ["success", "failure"] {
+            reloads.with_label_values(&[label]);
+        }
+        last_reload_successful.set(1.0);
+        last_reload_success.set(unix_now());
+        for c in [
+            Box::new(tls_handshake_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(unauthorized.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload_successful.clone()),
+            Box::new(last_reload_success.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        ServerMetrics {
+            registry,
+            tls_handshake_errors,
+            unauthorized,
+            reloads,
+            last_reload_successful,
+            last_reload_success,
+        }
+    }
+
+    /// Counts a reload's result.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+        self.last_reload_successful.set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            self.last_reload_success.set(unix_now());
+        }
+    }
+
+    fn encode(&self, out: &mut String) {
+        let families = self.registry.gather();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, out) {
+            tracing::warn!(error = %e, "cannot encode the server's own metrics");
+        }
+    }
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        ServerMetrics::new()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 type Body = Full<Bytes>;
@@ -50,23 +181,149 @@ pub async fn serve(
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            if !state.web.tls_enabled() {
+                return serve_connection(stream, state, peer).await;
+            }
+            // The TLS configuration of the moment: a rotated certificate is used from the next
+            // connection on.
+            let Some(tls) = state.web.current().tls.clone() else { return };
+            if let Some(stream) = accept_tls(stream, tls, &state.server_metrics, peer).await {
+                serve_connection(stream, state, peer).await;
             }
         });
     }
 }
 
-pub fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
-    route(state, req.method(), req.uri().path(), req.uri().query())
+/// Completes the TLS handshake, or closes the connection and counts why. A client speaking plain
+/// HTTP gets a 400 saying so, as Go's servers answer it.
+async fn accept_tls(
+    mut stream: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    metrics: &ServerMetrics,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let count = |reason: &str| metrics.tls_handshake_errors.with_label_values(&[reason]).inc();
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        // Connected and closed without a byte (a TCP probe): not an error.
+        Ok(Ok(0)) | Ok(Err(_)) => return None,
+        Ok(Ok(_)) => {}
+        Err(_) => {
+            count("timeout");
+            tracing::debug!(%peer, "no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+            return None;
+        }
+    }
+    // A TLS record of type handshake starts with 22.
+    if first[0] != 0x16 {
+        if first[0].is_ascii_uppercase() {
+            count("plain_http");
+            tracing::debug!(%peer, "plain HTTP request on the TLS listener");
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                stream.write_all(
+                    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+                ),
+            )
+            .await;
+        } else {
+            count("not_tls");
+            tracing::debug!(%peer, "a connection to the TLS listener that does not speak TLS");
+        }
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(tls).accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            count("handshake");
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            count("timeout");
+            tracing::debug!(%peer, "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}");
+            None
+        }
+    }
+}
+
+async fn serve_connection<S>(stream: S, state: AppState, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Paths served without authentication (still over TLS): liveness and readiness probes, which
+/// carry no credentials (a Kubernetes httpGet probe sends only fixed headers) and tell nothing
+/// about the watched processes.
+fn is_probe(path: &str) -> bool {
+    path == "/-/healthy" || path == "/-/ready"
+}
+
+pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
+    let settings = state.web.current();
+    let path = req.uri().path();
+    let mut response = if let Some(auth) = settings.auth.as_ref().filter(|_| !is_probe(path)) {
+        if auth.allows(req.headers().get(header::AUTHORIZATION)).await {
+            None
+        } else {
+            state.server_metrics.unauthorized.inc();
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            Some(r)
+        }
+    } else {
+        None
+    };
+    if response.is_none() {
+        response = Some(if path == "/-/reload" {
+            reload(state, req.method()).await
+        } else {
+            route(state, req.method(), path, req.uri().query())
+        });
+    }
+    let mut response = response.expect("set above");
+    for (name, value) in &settings.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+/// `/-/reload`, as Prometheus serves it: POST or PUT, only with the lifecycle API on.
+async fn reload(state: &AppState, method: &Method) -> Response<Body> {
+    if method != Method::POST && method != Method::PUT {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+        return r;
+    }
+    let Some(requests) = &state.reload else {
+        return text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled (--web.enable-lifecycle)\n");
+    };
+    let (reply, answer) = oneshot::channel();
+    if requests.send(reply).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match answer.await {
+        Ok(Ok(())) => text(StatusCode::OK, "configuration reloaded\n"),
+        Ok(Err(e)) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from(format!("failed to reload config: {e}\n"))))
+            .expect("valid response"),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+    }
 }
 
 /// Routing, separate from hyper's types so it can be tested directly.
@@ -80,10 +337,15 @@ pub fn route(state: &AppState, method: &Method, path: &str, query: Option<&str>)
             StatusCode::NOT_FOUND,
             "metrics are not served here (--web.disable-metrics): they are pushed over OTLP\n",
         ),
-        p if p == &*state.telemetry_path => Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-            .body(Full::new(Bytes::from(snapshot.metrics.clone())))
-            .expect("valid response"),
+        p if p == &*state.telemetry_path => {
+            let mut body = String::with_capacity(snapshot.metrics.len() + 2048);
+            body.push_str(&snapshot.metrics);
+            state.server_metrics.encode(&mut body);
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .body(Full::new(Bytes::from(body)))
+                .expect("valid response")
+        }
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if snapshot.ready => text(StatusCode::OK, "Ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: first sample not taken yet\n"),
@@ -225,7 +487,7 @@ mod tests {
 
     fn state(snapshot: Snapshot) -> AppState {
         let (_tx, rx) = watch::channel(Arc::new(snapshot));
-        AppState { snapshot: rx, telemetry_path: "/metrics".into(), metrics_enabled: true }
+        AppState::new(rx, "/metrics", true)
     }
 
     #[test]

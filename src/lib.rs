@@ -21,3 +21,4 @@ pub mod procstat;
 pub mod sampler;
 pub mod target;
 pub mod trace;
+pub mod web;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let parsed = match nodejs_leak_exporter::cli::parse_from(std::env::args_os()) {
+    let mut parsed = match nodejs_leak_exporter::cli::parse_from(std::env::args_os()) {
         Ok(p) => p,
         Err(e) => e.exit(),
     };
@@ -19,10 +19,10 @@ fn main() -> ExitCode {
         builder.init();
     }
     use nodejs_leak_exporter::cli::Command;
-    let result = match &parsed.cli.command {
-        None => parsed.config().map_err(anyhow::Error::from).and_then(nodejs_leak_exporter::app::run),
-        Some(Command::Analyze(a)) => nodejs_leak_exporter::analyze::run(a),
-        Some(Command::Demo(d)) => nodejs_leak_exporter::demo::run(d),
+    let result = match parsed.cli.command.take() {
+        None => nodejs_leak_exporter::app::run(parsed),
+        Some(Command::Analyze(a)) => nodejs_leak_exporter::analyze::run(&a),
+        Some(Command::Demo(d)) => nodejs_leak_exporter::demo::run(&d),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

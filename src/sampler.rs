@@ -219,6 +219,17 @@ pub struct Sampler {
     otlp: Option<crate::otlp::Handoff>,
     /// Whether the snapshot carries the metrics text (`--web.disable-metrics` turns it off).
     serve_metrics: bool,
+    /// The configuration in use, and what collectors are built with: a reload rebuilds from them.
+    config: Config,
+    context: crate::collect::Context,
+}
+
+/// What the sampler thread is told between two samples.
+pub enum Control {
+    /// Apply a new, validated configuration ([`Sampler::apply`]) and answer how it went.
+    Apply(Box<Config>, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Finish: undo what was injected into processes and return.
+    Stop,
 }
 
 impl Sampler {
@@ -244,6 +255,8 @@ impl Sampler {
             epoch: Instant::now(),
             otlp: None,
             serve_metrics: !config.web.disable_metrics,
+            config: config.clone(),
+            context: context.clone(),
         })
     }
 
@@ -252,23 +265,97 @@ impl Sampler {
         self.otlp = Some(handoff);
     }
 
-    /// Samples every interval until `stop` receives (or its sender is dropped).
-    pub fn run(mut self, stop: Receiver<()>) {
+    /// Samples every interval until told to stop (or every sender is gone); applies new
+    /// configurations between samples.
+    pub fn run(mut self, control: Receiver<Control>) {
         let mut next = Instant::now();
         loop {
-            self.sample_once();
-            next += self.interval;
             let now = Instant::now();
-            if next < now {
-                // Fell behind (suspended, or a sample longer than the interval): skip, don't burst.
-                next = now + self.interval;
+            if now >= next {
+                self.sample_once();
+                next += self.interval;
+                let now = Instant::now();
+                if next < now {
+                    // Fell behind (suspended, or a sample longer than the interval): skip, don't burst.
+                    next = now + self.interval;
+                }
+                continue;
             }
-            match stop.recv_timeout(next - now) {
-                Err(RecvTimeoutError::Timeout) => continue,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            match control.recv_timeout(next - now) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Control::Apply(config, reply)) => {
+                    let result = self.apply(&config).map_err(|e| e.to_string());
+                    // A shorter interval takes effect now, not after the old one.
+                    next = next.min(Instant::now() + self.interval);
+                    let _ = reply.send(result);
+                }
+                Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         self.shutdown();
+    }
+
+    /// Applies a reloaded configuration in place, keeping every target, its readings and its
+    /// leak history: discovery is rebuilt when its section changed (every process is matched
+    /// again at the next scan), and each collector whose options changed is shut down (undoing
+    /// what it injected) and built anew; a collector turned off takes its readings with it.
+    /// What a running sampler cannot change (`Config::restart_only_changes`) must already be
+    /// the running values. On error nothing has changed.
+    pub fn apply(&mut self, new: &Config) -> Result<(), crate::config::ConfigError> {
+        let old = &self.config;
+        let discovery = if format!("{:?}", old.discovery) != format!("{:?}", new.discovery) {
+            Some(Discovery::new(&new.paths.procfs, &new.paths.rootfs.join("etc/passwd"), new.discovery.clone())?)
+        } else {
+            None
+        };
+        let mut changed: Vec<String> = Vec::new();
+        if let Some(d) = discovery {
+            self.discovery = d;
+            changed.push("discovery".into());
+        }
+        self.registry.set_ages(new.discovery.min_age, new.discovery.exit_retention);
+        if new.sample.interval != old.sample.interval {
+            changed.push("sample.interval".into());
+        }
+        self.interval = new.sample.interval;
+        if new.leak.grace_period != old.leak.grace_period {
+            changed.push("leak.grace_period".into());
+        }
+        self.leak.grace = new.leak.grace_period;
+        self.leak.interval = new.sample.interval;
+        let mut running: HashMap<&'static str, Box<dyn Collector>> =
+            self.collectors.drain(..).map(|c| (c.name(), c)).collect();
+        for spec in crate::collect::COLLECTORS {
+            let current = running.remove(spec.name);
+            let enabled = spec.enabled_in(new);
+            match current {
+                Some(mut c) if !enabled => {
+                    c.shutdown();
+                    for t in self.registry.iter_mut() {
+                        forget_readings(spec.name, t);
+                    }
+                    changed.push(format!("collector {} off", spec.name));
+                }
+                Some(c) if collector_inputs(spec.name, old) == collector_inputs(spec.name, new) => {
+                    self.collectors.push(c)
+                }
+                Some(mut c) => {
+                    c.shutdown();
+                    self.collectors.push((spec.build)(new, &self.context));
+                    changed.push(format!("collector {} rebuilt", spec.name));
+                }
+                None if enabled => {
+                    self.collectors.push((spec.build)(new, &self.context));
+                    changed.push(format!("collector {} on", spec.name));
+                }
+                None => {}
+            }
+        }
+        // Collectors not in the table (none today) are kept as they are.
+        self.collectors.extend(running.into_values());
+        self.config = new.clone();
+        tracing::info!(changed = %changed.join(", "), "configuration applied");
+        Ok(())
     }
 
     /// Lets every collector undo what it changed in watched processes.
@@ -445,6 +532,33 @@ impl Sampler {
             out.gauge(&format!("{p}max_fds"), "File descriptor limit of the exporter.", &[], v as f64);
         }
     }
+}
+
+/// What a collector is built from, to tell whether a reload changed it.
+fn collector_inputs(name: &str, c: &Config) -> String {
+    let x = &c.collectors;
+    match name {
+        "procfs" => format!("{:?}{:?}", c.paths.procfs, x.procfs),
+        "cgroup" => format!("{:?}{:?}", c.paths.sysfs, x.cgroup),
+        "kubernetes" => format!("{:?}{:?}", c.paths.rootfs, x.kubernetes),
+        "inspector" => format!("{:?}{:?}{:?}", c.paths.procfs, x.inspector, c.sample.interval),
+        "logs" => format!("{:?}{:?}{:?}", c.paths.rootfs, x.logs, x.inspector.label_limit),
+        _ => format!("{:?}{:?}{:?}", c.paths, x, c.sample),
+    }
+}
+
+/// Drops what a collector turned off had read, so nothing stale is rendered or analysed.
+fn forget_readings(name: &str, t: &mut Target) {
+    let r = &mut t.readings;
+    match name {
+        "procfs" => r.procfs = None,
+        "cgroup" => r.cgroup = None,
+        "kubernetes" => r.kubernetes = None,
+        "inspector" => r.inspector = None,
+        "logs" => r.logs = None,
+        _ => {}
+    }
+    t.gaps.remove(name);
 }
 
 fn hint(reason: Reason) -> &'static str {

@@ -91,6 +91,12 @@ impl Registry {
         }
     }
 
+    /// New minimum age and exit retention (a configuration reload); targets are kept.
+    pub fn set_ages(&mut self, min_age: Duration, exit_retention: Duration) {
+        self.min_age = min_age;
+        self.exit_retention = exit_retention;
+    }
+
     pub fn contains(&self, key: &ProcessKey) -> bool {
         self.targets.get(key).is_some_and(|t| !matches!(t.state, TargetState::Exited { .. }))
     }

@@ -20,3 +20,4 @@ mod netns;
 mod otlp;
 mod privileges;
 mod prom;
+mod web;
