@@ -9,6 +9,7 @@ mod corpus;
 mod dashboards;
 mod demo;
 mod discovery;
+mod faults;
 mod fixture_proc;
 mod fleet;
 mod helm;

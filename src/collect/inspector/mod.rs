@@ -7,6 +7,7 @@
 //! waits for the debugger to disconnect before exiting, and disconnect at once. What they inject
 //! (`install.js`) is bounded, idempotent and removed at shutdown (`uninstall.js`).
 
+pub mod limits;
 pub mod locate;
 pub mod session;
 
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
+use self::limits::Call;
 use self::locate::{InspectFlags, ProbeError};
 use self::session::{CallError, Event, Session};
 use super::{Collector, Gap, Outcome, Reason, Report};
@@ -45,9 +47,6 @@ pub fn uninstall_expression(owner: &str) -> String {
 }
 /// The binding the injected warning listener calls; unique so no other client's binding clashes.
 const BINDING: &str = "__nodejsLeakExporterWarning";
-/// Replies of the per-sample calls are small; anything larger is not what we asked for.
-const SAMPLE_REPLY_LIMIT: usize = 256 * 1024;
-const SMALL_REPLY_LIMIT: usize = 16 * 1024;
 /// prom-client's GC histogram buckets, which install.js counts into.
 pub const GC_BUCKETS: [f64; 6] = [0.001, 0.01, 0.1, 1.0, 2.0, 5.0];
 
@@ -607,14 +606,13 @@ async fn attach(
     let timeout = settings.call_timeout;
     // A shared network namespace (a sidecar, configured ports) may show another process's
     // inspector: check whose it is before injecting anything.
-    match session
-        .call(
-            "Runtime.evaluate",
-            json!({"expression": "process.pid", "returnByValue": true, "silent": true}),
-            timeout,
-            SMALL_REPLY_LIMIT,
-        )
-        .await
+    match call(
+        &session,
+        Call::WhosePid,
+        json!({"expression": "process.pid", "returnByValue": true, "silent": true}),
+        timeout,
+    )
+    .await
     {
         Ok(v) if v["result"]["value"].as_i64() == Some(spec.ns_pid as i64) => {}
         Ok(v) => {
@@ -625,22 +623,22 @@ async fn attach(
         Err(e) => return Ended::Failed(e),
     }
     let setup = [
-        ("NodeRuntime.notifyWhenWaitingForDisconnect", json!({"enabled": true})),
-        ("Runtime.addBinding", json!({"name": BINDING})),
+        (Call::NotifyDisconnect, json!({"enabled": true})),
+        (Call::AddBinding, json!({"name": BINDING})),
         (
-            "Runtime.evaluate",
+            Call::Install,
             json!({
                 "expression": install_expression(&settings.owner),
                 "returnByValue": true, "silent": true, "includeCommandLineAPI": true,
             }),
         ),
     ];
-    for (method, params) in setup {
-        match session.call(method, params, timeout, SMALL_REPLY_LIMIT).await {
+    for (c, params) in setup {
+        match call(&session, c, params, timeout).await {
             Ok(v) if v.get("exceptionDetails").is_some() => {
                 return Ended::Failed(CallError::new(
                     Reason::Protocol,
-                    format!("{method} threw: {}", exception_text(&v)),
+                    format!("{} threw: {}", c.method(), exception_text(&v)),
                 ));
             }
             Ok(_) => {}
@@ -667,6 +665,8 @@ async fn attach(
                         s.readings.first_connected.get_or_insert_with(Instant::now);
                         s.state = None;
                     }
+                    // A call cut short by the process's exit is no failure: run_session ends quietly.
+                    Err(e) if !still_running(&settings.procfs, spec.key) => break Ended::Failed(e),
                     Err(e) => {
                         failures += 1;
                         let mut s = shared.lock().expect("inspector state lock");
@@ -702,8 +702,8 @@ async fn attach(
             },
             _ = stop.changed() => {
                 let uninstall = uninstall_expression(&settings.owner);
-                let _ = session.call("Runtime.evaluate", json!({"expression": uninstall, "returnByValue": true, "silent": true}), timeout, SMALL_REPLY_LIMIT).await;
-                let _ = session.call("Runtime.removeBinding", json!({"name": BINDING}), timeout, SMALL_REPLY_LIMIT).await;
+                let _ = call(&session, Call::Uninstall, json!({"expression": uninstall, "returnByValue": true, "silent": true}), timeout).await;
+                let _ = call(&session, Call::RemoveBinding, json!({"name": BINDING}), timeout).await;
                 session.close().await;
                 break Ended::Stopped;
             }
@@ -760,9 +760,10 @@ fn activate(procfs: &std::path::Path, key: ProcessKey) -> std::io::Result<()> {
     result
 }
 
-/// The per-sample reply, validated for shape: a process can be hostile.
+/// The per-sample reply (`sample.js`), validated for shape and bounds by [`parse_sample`]: a
+/// process can be hostile (or simply redefine `JSON.stringify`). Fields it does not know are
+/// ignored; a missing required field fails the sample (a gap, counted as `protocol`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SampleReply {
     pub v: u32,
     pub pid: i64,
@@ -776,22 +777,30 @@ pub struct SampleReply {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GcReply {
     pub b: [f64; 6],
     pub n: f64,
     pub s: f64,
 }
 
+/// Makes `c` under its limits (`limits.rs`).
+async fn call(
+    session: &Session,
+    c: Call,
+    params: serde_json::Value,
+    call_timeout: Duration,
+) -> Result<serde_json::Value, CallError> {
+    session.call(c.method(), params, c.timeout(call_timeout), c.max_reply()).await
+}
+
 async fn sample(session: &Session, timeout: Duration) -> Result<SampleReply, CallError> {
-    let v = session
-        .call(
-            "Runtime.evaluate",
-            json!({"expression": SAMPLE, "returnByValue": true, "silent": true, "includeCommandLineAPI": true}),
-            timeout,
-            SAMPLE_REPLY_LIMIT,
-        )
-        .await?;
+    let v = call(
+        session,
+        Call::Sample,
+        json!({"expression": SAMPLE, "returnByValue": true, "silent": true, "includeCommandLineAPI": true}),
+        timeout,
+    )
+    .await?;
     if v.get("exceptionDetails").is_some() {
         return Err(CallError::new(Reason::Protocol, format!("sample threw: {}", exception_text(&v))));
     }
@@ -801,26 +810,48 @@ async fn sample(session: &Session, timeout: Duration) -> Result<SampleReply, Cal
     parse_sample(text)
 }
 
+/// Bounds of a sample reply, as `install.js` and `sample.js` produce it.
+mod bounds {
+    /// install.js cuts every warning string to 120 UTF-16 units (at most 120 chars).
+    pub const LABEL_CHARS: usize = 120;
+    /// install.js keeps 64 warning keys, then counts under `other`.
+    pub const WARNING_KEYS: usize = 65;
+    /// V8 has about ten heap spaces, Node.js a few dozen resource types, install.js five GC kinds.
+    pub const SPACES: usize = 32;
+    pub const RESOURCES: usize = 256;
+    pub const GC_KINDS: usize = 8;
+    /// Byte counts and counters: finite, non-negative, below an exabyte.
+    pub const NUMBER: f64 = 1e18;
+}
+
 /// Parses and bounds a sample reply: shape checked by serde, sizes and values checked here.
+/// Numbers must be finite and non-negative (JSON.stringify turns NaN and Infinity into null,
+/// which fails the shape); every string is bounded.
 pub fn parse_sample(text: &str) -> Result<SampleReply, CallError> {
+    use bounds::*;
     let reply: SampleReply = serde_json::from_str(text)
         .map_err(|e| CallError::new(Reason::Protocol, format!("unexpected sample shape: {e}")))?;
-    let finite = |x: f64| x.is_finite() && (0.0..1e18).contains(&x);
+    let number = |x: f64| x.is_finite() && (0.0..NUMBER).contains(&x);
+    let label = |s: &str, max_chars: usize| s.len() <= 4 * max_chars && s.chars().count() <= max_chars;
     let ok = reply.v == 1
-        && reply.version.len() <= 32
-        && reply.heap.iter().all(|x| finite(*x))
-        && reply.spaces.len() <= 32
-        && reply.spaces.iter().all(|(n, a, b, c)| n.len() <= 64 && finite(*a) && finite(*b) && finite(*c))
-        && reply.resources.len() <= 256
-        && reply.resources.iter().all(|(k, n)| k.len() <= 128 && finite(*n))
+        && reply.pid > 0
+        && label(&reply.version, 32)
+        && reply.heap.iter().all(|x| number(*x))
+        && reply.spaces.len() <= SPACES
+        && reply.spaces.iter().all(|(n, a, b, c)| label(n, 64) && number(*a) && number(*b) && number(*c))
+        && reply.resources.len() <= RESOURCES
+        && reply.resources.iter().all(|(k, n)| label(k, 128) && number(*n))
         && reply.warnings.as_ref().is_none_or(|w| {
-            w.len() <= 256 && w.iter().all(|(a, b, c, n)| a.len() + b.len() + c.len() <= 512 && finite(*n))
+            w.len() <= WARNING_KEYS
+                && w.iter().all(|(a, b, c, n)| {
+                    label(a, LABEL_CHARS) && label(b, LABEL_CHARS) && label(c, LABEL_CHARS) && number(*n)
+                })
         })
         && reply.gc.as_ref().is_none_or(|g| {
-            g.len() <= 8
-                && g.iter().all(|(k, h)| k.len() <= 16 && finite(h.n) && finite(h.s) && h.b.iter().all(|x| finite(*x)))
+            g.len() <= GC_KINDS
+                && g.iter().all(|(k, h)| label(k, 16) && number(h.n) && number(h.s) && h.b.iter().all(|x| number(*x)))
         })
-        && reply.major.is_none_or(|(t, u, n)| finite(t) && finite(u) && finite(n));
+        && reply.major.is_none_or(|(t, u, n)| number(t) && number(u) && number(n));
     if !ok {
         return Err(CallError::new(Reason::Protocol, "sample values out of range"));
     }
@@ -938,15 +969,58 @@ mod tests {
 
     #[test]
     fn hostile_replies_are_refused() {
-        for bad in [
-            "not json",
-            r#"{"v":1}"#,
-            &REPLY.replace("4000000,", "-1,"),
-            &REPLY.replace(r#""v":1"#, r#""v":1,"extra":true"#),
-            &REPLY.replace("v20.20.2", &"x".repeat(100)),
+        let deep = format!(r#"{{"v":1,"x":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        let warnings = |w: &str| {
+            REPLY.replace(
+                r#"[["MaxListenersExceededWarning","close","IncomingMessage",1],["DeprecationWarning","","",3]]"#,
+                w,
+            )
+        };
+        let many: Vec<String> = (0..66).map(|i| format!(r#"["W{i}","","",1]"#)).collect();
+        for (what, bad) in [
+            ("not JSON", "not json".to_string()),
+            ("missing fields", r#"{"v":1}"#.to_string()),
+            ("a negative size", REPLY.replace("4000000,", "-1,")),
+            ("NaN (JSON.stringify writes null)", REPLY.replace("4000000,", "null,")),
+            ("a number out of f64's range", REPLY.replace("4000000,", "1e400,")),
+            ("an exabyte", REPLY.replace("4000000,", "2e18,")),
+            ("a negative count", REPLY.replace(r#""Timeout":2"#, r#""Timeout":-2"#)),
+            ("a negative GC sum", REPLY.replace(r#""s":0.05"#, r#""s":-0.05"#)),
+            ("a string for a number", REPLY.replace("4000000,", r#""4000000","#)),
+            ("an object for a list", REPLY.replace(r#""heap":["#, r#""heap":{"a":1},"x":["#)),
+            ("too few heap numbers", REPLY.replace("[5000000,4000000,", "[")),
+            ("a long version", REPLY.replace("v20.20.2", &"x".repeat(100))),
+            ("a long warning name", warnings(&format!(r#"[["{}","","",1]]"#, "W".repeat(121)))),
+            ("too many warning keys", warnings(&format!("[{}]", many.join(",")))),
+            ("a long space name", REPLY.replace("old_space", &"o".repeat(65))),
+            ("another version of the reply", REPLY.replace(r#""v":1"#, r#""v":2"#)),
+            ("pid 0", REPLY.replace(r#""pid":42"#, r#""pid":0"#)),
+            ("deep nesting", deep),
+            // install.js replaces them: escaped by JSON.stringify, serde_json refuses them.
+            ("a lone surrogate", warnings(r#"[["\ud800x","","",1]]"#)),
         ] {
-            assert_eq!(parse_sample(bad).unwrap_err().reason, Reason::Protocol, "{bad}");
+            assert_eq!(parse_sample(&bad).unwrap_err().reason, Reason::Protocol, "{what}");
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_optional_ones_may_be_missing() {
+        let extra = REPLY.replace(r#""v":1"#, r#""v":1,"extra":{"nested":[1,2,3]}"#);
+        assert!(parse_sample(&extra).is_ok());
+        let bare = r#"{"v":1,"pid":42,"version":"v18.0.0","heap":[1,1,1,1,1,0],"spaces":[],"resources":{}}"#;
+        let mut r = InspectorReadings::default();
+        apply(&mut r, parse_sample(bare).unwrap(), 32);
+        assert!(r.heap.is_some() && r.warnings.is_empty() && r.gc.is_empty() && r.after_major_gc.is_none());
+    }
+
+    #[test]
+    fn labels_at_install_js_s_bounds_pass() {
+        // 120 characters, some outside the BMP (two UTF-16 units each in the app, one char here).
+        let name = "😀".repeat(60) + &"W".repeat(60);
+        let reply = REPLY.replace("DeprecationWarning", &name);
+        let mut r = InspectorReadings::default();
+        apply(&mut r, parse_sample(&reply).unwrap(), 32);
+        assert_eq!(r.warnings[&name], 3);
     }
 
     #[test]
