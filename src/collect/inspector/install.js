@@ -17,8 +17,11 @@
   const v8 = load('v8');
   const perf = load('perf_hooks');
   const LIMIT = 64;
+  // Every string the exporter reads back: at most 120 UTF-16 units, no NUL (it separates a key's
+  // parts), no lone surrogate (a character cut in two, which JSON parsers refuse once escaped).
+  const BAD = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
   const text = (x) => {
-    try { return String(x).slice(0, 120); } catch { return '?'; }
+    try { return String(x).slice(0, 120).replace(BAD, '\ufffd'); } catch { return '?'; }
   };
   const state = { v: 1, v8, owners: new Set([OWNER]), warnings: new Map(), gc: {}, major: null, majors: 0 };
   state.onWarning = (w) => {
