@@ -21,4 +21,5 @@ mod netns;
 mod otlp;
 mod privileges;
 mod prom;
+mod systemd;
 mod web;
