@@ -309,9 +309,15 @@ pub fn parse_status(text: &str) -> StatusFields {
             "VmSwap" => &mut s.swap,
             _ => continue,
         };
-        *slot = value.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024);
+        *slot = kib(value);
     }
     s
+}
+
+/// `   2048 kB` in bytes. The unit is required: a line cut short (a file read as its process
+/// vanished) is missing, never a smaller number.
+fn kib(value: &str) -> Option<u64> {
+    value.trim().strip_suffix("kB")?.trim().parse::<u64>().ok().map(|kib| kib * 1024)
 }
 
 /// The process went away while being read.
@@ -370,10 +376,7 @@ fn read_pss(handle: &Process) -> Result<u64, Reason> {
 }
 
 pub fn parse_pss(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+    text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(kib)
 }
 
 impl Collector for ProcfsCollector {
@@ -520,6 +523,23 @@ mod tests {
         assert_eq!(s.rss, Some(2048 * 1024));
         assert_eq!((s.anon, s.file, s.shmem, s.swap), (Some(1 << 20), Some(1000 * 1024), Some(24 * 1024), Some(0)));
         assert_eq!(parse_status("garbage\nVmRSS: lots\n"), StatusFields::default());
+    }
+
+    #[test]
+    fn empty_and_truncated_files_read_as_missing() {
+        assert_eq!(parse_status(""), StatusFields::default());
+        let full = "Name:\tnode\nVmRSS:\t   2048 kB\nRssAnon:\t 1024 kB\n";
+        for cut in 0..full.len() {
+            let s = parse_status(&full[..cut]);
+            assert!(s.rss.is_none() || s.rss == Some(2048 * 1024), "{:?} from {:?}", s.rss, &full[..cut]);
+            assert!(s.anon.is_none() || s.anon == Some(1024 * 1024), "{:?} from {:?}", s.anon, &full[..cut]);
+        }
+        assert_eq!(parse_pss(""), None);
+        assert_eq!(parse_pss("Rss: 123 kB\nPss:   9"), None, "cut before its unit");
+        // A table cut after its header, or before a line's inode column, has no sockets.
+        assert_eq!(parse_inodes("  sl  local_address rem_address   st\n", 9).count(), 0);
+        assert_eq!(parse_inodes("  sl  local_address\n   0: 0100007F:2405 00000000:0000 0A", 9).count(), 0);
+        assert_eq!(parse_inodes("", 9).count(), 0);
     }
 
     #[test]
