@@ -179,6 +179,9 @@ pub async fn serve(
             },
             () = &mut shutdown => return Ok(()),
         };
+        // As Go's servers do: without it, the last TLS record of a response can wait for the
+        // client's delayed ACK (40 ms).
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
             if !state.web.tls_enabled() {
@@ -219,13 +222,7 @@ async fn accept_tls(
         if first[0].is_ascii_uppercase() {
             count("plain_http");
             tracing::debug!(%peer, "plain HTTP request on the TLS listener");
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                stream.write_all(
-                    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
-                ),
-            )
-            .await;
+            answer_plain_http(&mut stream).await;
         } else {
             count("not_tls");
             tracing::debug!(%peer, "a connection to the TLS listener that does not speak TLS");
@@ -246,6 +243,35 @@ async fn accept_tls(
             None
         }
     }
+}
+
+/// Reads the request head (bounded), answers 400 and closes. Closing with unread request bytes
+/// would reset the connection and lose the answer.
+async fn answer_plain_http(stream: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let read_head = async {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    };
+    if !tokio::time::timeout(Duration::from_secs(1), read_head).await.unwrap_or(false) {
+        return;
+    }
+    let answer = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer)).await;
+    let _ = stream.shutdown().await;
+    // Let the client read the answer and close first (bounded).
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 async fn serve_connection<S>(stream: S, state: AppState, peer: SocketAddr)

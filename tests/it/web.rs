@@ -300,6 +300,22 @@ fn tls_and_basic_auth_with_curl_and_rustls() {
 }
 
 #[test]
+fn the_example_web_config_works_as_written() {
+    let Some(certs) = Certs::make() else { return };
+    if util::require_tool("curl").is_none() {
+        return;
+    }
+    let web = certs.web_config(&std::fs::read_to_string(util::repo().join("examples/web-config.yml")).unwrap());
+    let e = Launched::start(&[&format!("--web.config.file={}", web.display())]);
+    wait_ready(&e, &certs);
+    let ca = certs.path("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let (code, body) = curl(&["--cacert", ca, "-u", "prometheus:changeme", &e.url("/metrics")]).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(curl(&["--cacert", ca, &e.url("/metrics")]).unwrap().0, 401);
+}
+
+#[test]
 fn a_required_client_certificate_is_checked_in_the_handshake() {
     let Some(certs) = Certs::make() else { return };
     if util::require_tool("curl").is_none() {
@@ -449,8 +465,11 @@ fn sighup_applies_a_good_file_and_keeps_running_on_a_bad_one() {
     let m = e.metrics();
     assert_eq!(metric_value(&m, "nodejs_leak_exporter_config_last_reload_successful", &[]), Some(0.0));
     assert_eq!(metric_value(&m, "nodejs_leak_exporter_config_last_reload_success_timestamp_seconds", &[]), Some(first));
-    assert!(e.log().contains("configuration reload failed"), "{}", e.log());
-    assert!(e.log().contains("invalid regex"), "the error says why:\n{}", e.log());
+    // The log is read from the exporter's stderr by another thread: wait for it too.
+    wait_for("the failed reload to be logged with its reason", Duration::from_secs(5), || {
+        let log = e.log();
+        (log.contains("configuration reload failed") && log.contains("invalid regex")).then_some(())
+    });
     assert!(watched(&e, sleeper.pid()), "the old configuration goes on");
 
     // What needs a restart is said and ignored; the rest applies.
