@@ -36,6 +36,9 @@ pub enum Command {
     /// Start a bundled app with the three classic leaks and its fixed twin, drive traffic at
     /// both, and show which one leaks, on which signal and why (about two minutes).
     Demo(crate::demo::DemoArgs),
+    /// Sample one process's live allocations for a while (V8's sampling heap profiler, over its
+    /// inspector) and show which allocation sites keep growing, or write a pprof profile.
+    Profile(crate::attribution::cli::ProfileArgs),
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod analyze;
 pub mod app;
+pub mod attribution;
 pub mod cli;
 pub mod collect;
 pub mod config;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         None => nodejs_leak_exporter::app::run(parsed),
         Some(Command::Analyze(a)) => nodejs_leak_exporter::analyze::run(&a),
         Some(Command::Demo(d)) => nodejs_leak_exporter::demo::run(&d),
+        Some(Command::Profile(p)) => nodejs_leak_exporter::attribution::cli::run(&p),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
