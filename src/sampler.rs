@@ -627,3 +627,73 @@ fn read_uptime(procfs: &std::path::Path) -> Option<f64> {
     let text = std::fs::read_to_string(procfs.join("uptime")).ok()?;
     text.split_whitespace().next()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sampler watching only this test process, through the live /proc.
+    fn sampler(config: &Config) -> (Sampler, tokio::runtime::Runtime) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let context = crate::collect::Context {
+            runtime: runtime.handle().clone(),
+            connector: Arc::new(crate::connector::DirectConnector),
+            instance: "test".into(),
+        };
+        let (tx, _rx) = watch::channel(Arc::new(Snapshot::default()));
+        (Sampler::new(config, &context, tx).unwrap(), runtime)
+    }
+
+    fn only_me() -> Config {
+        let mut c =
+            Config::from_yaml(&format!("discovery:\n  include: []\n  pids: [{}]\n", std::process::id())).unwrap();
+        c.collectors.inspector.enabled = false;
+        c.collectors.logs.enabled = false;
+        c
+    }
+
+    fn names(s: &Sampler) -> Vec<&'static str> {
+        s.collectors.iter().map(|c| c.name()).collect()
+    }
+
+    #[test]
+    fn apply_keeps_targets_and_leak_history() {
+        let config = only_me();
+        let (mut s, _rt) = sampler(&config);
+        s.sample_once();
+        s.sample_once();
+        assert_eq!(s.registry.len(), 1);
+        assert!(s.registry.iter().all(|t| t.leak.is_some()));
+        assert_eq!(names(&s), ["procfs", "cgroup", "kubernetes"]);
+
+        let mut new = config.clone();
+        new.collectors.cgroup.enabled = false;
+        new.leak.grace_period = Duration::from_secs(1);
+        new.sample.interval = Duration::from_secs(1);
+        new.discovery.min_age = Duration::from_secs(0);
+        new.validate().unwrap();
+        s.apply(&new).unwrap();
+        assert_eq!(names(&s), ["procfs", "kubernetes"]);
+        assert_eq!((s.interval, s.leak.grace), (Duration::from_secs(1), Duration::from_secs(1)));
+        let t = s.registry.iter().next().unwrap();
+        assert!(t.leak.is_some(), "leak history kept");
+        assert!(t.readings.cgroup.is_none() && !t.gaps.contains_key("cgroup"), "readings of a collector turned off go");
+        s.sample_once();
+        assert_eq!(s.registry.len(), 1);
+    }
+
+    #[test]
+    fn a_configuration_that_cannot_be_applied_changes_nothing() {
+        let config = only_me();
+        let (mut s, _rt) = sampler(&config);
+        s.sample_once();
+        let mut bad = config.clone();
+        bad.collectors.cgroup.enabled = false;
+        bad.discovery.include =
+            Config::from_yaml("discovery:\n  include:\n    - user: no-such-user-here\n").unwrap().discovery.include;
+        let err = s.apply(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("discovery.include[0].user"), "{err}");
+        assert_eq!(names(&s), ["procfs", "cgroup", "kubernetes"]);
+        assert_eq!(format!("{:?}", s.config.discovery), format!("{:?}", config.discovery));
+    }
+}
