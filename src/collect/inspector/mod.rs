@@ -409,6 +409,8 @@ enum Ended {
     /// The app is exiting and waits for debuggers to leave: leave and don't come back soon.
     AppExiting,
     Failed(CallError),
+    /// Failed after the failure was counted (a sample call's), so it is not counted again.
+    Lost(CallError),
 }
 
 async fn run_session(
@@ -436,8 +438,10 @@ async fn run_session(
         let mut pause = None;
         let mut failure = found.error;
         let mut attached = false;
+        let mut counted = false;
         if let Some((addr, path)) = found.answered {
-            match attach(&spec, addr, &path, &shared, &mut stop, &*connector, &settings).await {
+            let ended = attach(&spec, addr, &path, &shared, &mut stop, &*connector, &settings).await;
+            match &ended {
                 Ended::Stopped => return,
                 Ended::NotOurs => {
                     not_ours.insert(addr);
@@ -447,17 +451,25 @@ async fn run_session(
                     attached = true;
                     pause = Some(Duration::from_secs(30));
                 }
-                Ended::Failed(_) if !still_running(&settings.procfs, spec.key) => return,
-                Ended::Failed(e) => {
+                Ended::Failed(_) | Ended::Lost(_) if !still_running(&settings.procfs, spec.key) => return,
+                Ended::Failed(e) | Ended::Lost(e) => {
+                    counted = matches!(ended, Ended::Lost(_));
                     attached = true;
                     tracing::debug!(pid = spec.key.pid, app = %spec.app, error = %e, "inspector session ended");
-                    failure = Some(ProbeError { reason: e.reason, message: e.message, missing_capability: None });
+                    failure =
+                        Some(ProbeError { reason: e.reason, message: e.message.clone(), missing_capability: None });
                 }
             }
         }
-        // A process that vanished while we looked for its inspector is an exit, not a failure.
-        if failure.is_some() && !still_running(&settings.procfs, spec.key) {
-            return;
+        // A process that vanished while we looked for its inspector is an exit, not a failure; so
+        // is one that is exiting: Node.js closes its inspector before the process is gone.
+        if failure.is_some() {
+            if !still_running(&settings.procfs, spec.key) || wait_or_stop(&mut stop, EXIT_GRACE).await {
+                return;
+            }
+            if !still_running(&settings.procfs, spec.key) {
+                return;
+            }
         }
         let was_connected = {
             let mut s = shared.lock().expect("inspector state lock");
@@ -479,7 +491,9 @@ async fn run_session(
                     None => "heap (inspector not reachable)",
                 };
                 let mut s = shared.lock().expect("inspector state lock");
-                s.errors.push(e.reason);
+                if !counted {
+                    s.errors.push(e.reason);
+                }
                 s.state = Some(Gap::new(what, e.reason));
             }
             None if !attached => {
@@ -516,6 +530,9 @@ async fn run_session(
         }
     }
 }
+
+/// How long a failure waits to be counted, in case its process is exiting.
+const EXIT_GRACE: Duration = Duration::from_millis(250);
 
 /// Why a process whose inspector is open has no heap data when the exporter stays in its own
 /// network namespace.
@@ -675,7 +692,7 @@ async fn attach(
                         s.readings.heap = None;
                         s.state = Some(Gap::new("heap (inspector call failed)", e.reason));
                         if failures >= 3 || !session.is_open() {
-                            break Ended::Failed(e);
+                            break Ended::Lost(e);
                         }
                     }
                 }
@@ -797,7 +814,11 @@ async fn sample(session: &Session, timeout: Duration) -> Result<SampleReply, Cal
     let v = call(
         session,
         Call::Sample,
-        json!({"expression": SAMPLE, "returnByValue": true, "silent": true, "includeCommandLineAPI": true}),
+        // Without the command-line API: an evaluate that installs it, dispatched while Node.js 20
+        // waits at exit for debuggers to disconnect, crashes the app (SIGSEGV in V8Console's
+        // CommandLineAPIScope on the context being torn down). The sample needs no `require`
+        // once install.js ran, and Node.js 20.16+ has process.getBuiltinModule anyway.
+        json!({"expression": SAMPLE, "returnByValue": true, "silent": true}),
         timeout,
     )
     .await?;

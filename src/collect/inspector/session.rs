@@ -80,7 +80,10 @@ impl Session {
         let handshake = tokio_tungstenite::client_async_with_config(url, stream, Some(config));
         let (ws, _) = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => return Err(CallError::new(Reason::Protocol, format!("WebSocket handshake: {e}"))),
+            Ok(Err(e)) => {
+                let e = websocket_error(e);
+                return Err(CallError::new(e.reason, format!("WebSocket handshake: {}", e.message)));
+            }
             Err(_) => return Err(CallError::new(Reason::Timeout, "WebSocket handshake timed out")),
         };
         let (sink, mut stream) = ws.split();
