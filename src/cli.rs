@@ -39,6 +39,12 @@ pub enum Command {
     /// Sample one process's live allocations for a while (V8's sampling heap profiler, over its
     /// inspector) and show which allocation sites keep growing, or write a pprof profile.
     Profile(crate::attribution::cli::ProfileArgs),
+    /// Take a heap snapshot of a process over its inspector, streamed to a new 0600 file (stops
+    /// the app's world while V8 walks its heap).
+    Snapshot(crate::snapshot::cli::SnapshotArgs),
+    /// Compare two or three heap snapshots of one process as DevTools' Comparison view does, per
+    /// constructor; with three, the objects still alive in the third (memlab's leaks).
+    Diff(crate::snapshot::cli::DiffArgs),
 }
 
 #[derive(Debug, Args)]

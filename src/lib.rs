@@ -20,6 +20,7 @@ pub mod otlp;
 pub mod plot;
 pub mod procstat;
 pub mod sampler;
+pub mod snapshot;
 pub mod target;
 pub mod trace;
 pub mod web;

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         Some(Command::Analyze(a)) => nodejs_leak_exporter::analyze::run(&a),
         Some(Command::Demo(d)) => nodejs_leak_exporter::demo::run(&d),
         Some(Command::Profile(p)) => nodejs_leak_exporter::attribution::cli::run(&p),
+        Some(Command::Snapshot(s)) => nodejs_leak_exporter::snapshot::cli::run_snapshot(&s),
+        Some(Command::Diff(d)) => nodejs_leak_exporter::snapshot::cli::run_diff(&d),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
