@@ -9,13 +9,12 @@
 //! than anything the exporter asks for is ever buffered. Events the exporter does not read are
 //! dropped without parsing their parameters.
 //!
-//! Hooks for the calls to come, which are large and must not share the small calls' caps:
-//! - `HeapProfiler.getSamplingProfile` (issue 12): one reply of up to several MiB on a large heap.
-//!   It gets its own entry here with its cap and a longer timeout, and [`MAX_FRAME`] follows it.
-//! - `HeapProfiler.takeHeapSnapshot` (issue 13): a small reply; the snapshot itself arrives as
-//!   `HeapProfiler.addHeapSnapshotChunk` events of about 100 KiB each, to be streamed to disk as
-//!   they come, under a cap on the total bytes and on the whole call's duration, not per message.
-//!   Its chunk event gets an entry in [`event_cap`] only while a snapshot is being taken.
+//! The large calls do not go through this session, so its frames stay small: the sampling
+//! profile (`HeapProfiler.getSamplingProfile`, megabytes) is read on a session of its own with its
+//! own caps (`crate::attribution::cdp`), and heap snapshots, streamed as
+//! `HeapProfiler.addHeapSnapshotChunk` events of about 100 KiB, on another
+//! (`crate::snapshot::capture`). A call added here gets an entry in [`Call`] with its cap and, if
+//! it may take long, its own timeout; [`MAX_FRAME`] follows the largest cap.
 
 use std::time::Duration;
 
@@ -83,7 +82,7 @@ impl Call {
 
     /// How long the exporter waits for the reply. Every call made today is small and answered by
     /// the app's main thread in microseconds to milliseconds, so each gets the configured call
-    /// timeout (`--inspector.call-timeout`); a profile (issue 12) will get more.
+    /// timeout (`--inspector.call-timeout`).
     pub fn timeout(self, call_timeout: Duration) -> Duration {
         call_timeout
     }
