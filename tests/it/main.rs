@@ -5,6 +5,7 @@ mod util;
 
 mod alerts;
 mod analyze;
+mod attribution;
 mod corpus;
 mod dashboards;
 mod demo;
