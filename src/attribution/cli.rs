@@ -92,7 +92,7 @@ pub struct ProfileArgs {
 }
 
 /// What a run found, as `--output json` prints it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     pub pid: i32,
     pub interval_bytes: u64,
@@ -108,7 +108,7 @@ pub struct Report {
     pub interrupted: Option<String>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct SiteReport {
     pub function: String,
     pub location: String,

@@ -14,6 +14,7 @@
 pub mod cdp;
 pub mod cli;
 pub mod json;
+pub mod manager;
 pub mod pprof;
 pub mod profile;
 pub mod sites;

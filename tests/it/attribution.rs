@@ -188,3 +188,59 @@ fn pprof_output_opens_as_gzipped_profile_proto() {
         assert!(raw.contains(s), "{s} in the profile's strings");
     }
 }
+
+fn key_of(pid: i32) -> nodejs_leak_exporter::discovery::ProcessKey {
+    let stat = procfs::process::Process::new(pid).unwrap().stat().unwrap();
+    nodejs_leak_exporter::discovery::ProcessKey { pid, start_ticks: stat.starttime }
+}
+
+#[test]
+fn the_exporter_s_profiler_samples_while_a_process_leaks_and_stops_when_it_no_longer_does() {
+    use nodejs_leak_exporter::attribution::manager::{Manager, ManagerSettings, Status};
+    let Some(leaky) = leaky_app("map") else { return };
+    let Some(twin) = leaky_app("none") else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let settings = ManagerSettings {
+        every: Duration::from_secs(2),
+        interval: 8192,
+        max_concurrent: 1,
+        ..ManagerSettings::default()
+    };
+    let manager = Manager::new(rt.handle().clone(), std::sync::Arc::new(DirectConnector), settings);
+    let (leaky_key, twin_key) = (key_of(leaky.pid), key_of(twin.pid));
+
+    // The verdict is positive: sampling starts and the growing site shows; one run at a time.
+    manager.update_leaking(&[leaky_key, twin_key]);
+    wait_sampling(leaky.pid, true);
+    assert_eq!(manager.report(twin.pid).unwrap().status, Status::Waiting);
+    let (line, _) = function_holding("leakyCache.set(");
+    util::wait_for("the Map's site to grow", Duration::from_secs(60), || {
+        let g = manager.growing(5).into_iter().find(|(k, _)| *k == leaky_key)?.1;
+        g.iter().find(|g| g.user).filter(|g| g.function == "onRequest" && g.line == line).cloned()
+    });
+    assert!(manager.growing(5).iter().all(|(_, g)| g.len() <= 5));
+    let pprof = manager.pprof(leaky.pid).unwrap();
+    assert_eq!(&pprof[..2], &[0x1f, 0x8b]);
+
+    // The verdict clears: sampling stops, and the waiting run takes its turn.
+    manager.update_leaking(&[twin_key]);
+    wait_sampling(leaky.pid, false);
+    util::wait_for("the leaky run to end", Duration::from_secs(10), || {
+        (manager.report(leaky.pid).unwrap().status == Status::Done).then_some(())
+    });
+    wait_sampling(twin.pid, true);
+
+    // Shutdown stops every run before it returns.
+    manager.shutdown(Duration::from_secs(10));
+    assert!(sampling_profile(twin.pid).is_err(), "sampling still on after shutdown");
+
+    // On demand: a run for a while, then stopped.
+    let manager = Manager::new(rt.handle().clone(), std::sync::Arc::new(DirectConnector), ManagerSettings::default());
+    manager.request(leaky_key, Duration::from_secs(3)).unwrap();
+    assert!(manager.request(leaky_key, Duration::from_secs(3)).is_err(), "one run on demand at a time");
+    util::wait_for("the run on demand to end", Duration::from_secs(20), || {
+        (manager.report(leaky.pid).unwrap().status == Status::Done).then_some(())
+    });
+    assert!(sampling_profile(leaky.pid).is_err(), "sampling still on after the run on demand");
+    assert!(manager.report(leaky.pid).unwrap().report.is_some(), "the final profile is kept");
+}
