@@ -89,6 +89,29 @@ pub struct Sample {
     pub retained_bytes: u64,
     /// From the root: `edge node` steps.
     pub path: Vec<String>,
+    /// How many of the objects sampled have a path of this shape (ids and indices aside).
+    pub similar: usize,
+    pub sampled: usize,
+}
+
+/// Objects of a class whose retainer paths are computed and grouped.
+const PATH_SAMPLE: usize = 64;
+
+/// A path step without what differs between objects held the same way: ids and indices.
+fn path_shape(step: &str) -> String {
+    let mut out = String::with_capacity(step.len());
+    let mut chars = step.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '@' || c.is_ascii_digit() {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('#');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -271,16 +294,25 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
         }
         drop(candidates);
         let parents = g.shortest_parents();
-        let sample = |constructor: &str, ids: Vec<u32>| -> Vec<Sample> {
-            let _ = constructor;
-            let k = opts.samples.min(ids.len());
-            (0..k)
-                .filter_map(|i| {
-                    let id = ids[i * ids.len() / k.max(1)];
-                    let v = *index.get(&id)?;
-                    Some(Sample { id, retained_bytes: dom.retained[v], path: g.path(&parents, v)? })
-                })
-                .collect()
+        // Paths of up to PATH_SAMPLE objects spread over the class, grouped by their shape (ids
+        // and indices left out): the most common shapes first, as memlab clusters its traces.
+        let sample = |ids: Vec<u32>| -> Vec<Sample> {
+            let k = PATH_SAMPLE.min(ids.len());
+            let mut shapes: HashMap<Vec<String>, Sample> = HashMap::new();
+            for i in 0..k {
+                let id = ids[i * ids.len() / k];
+                let Some(&v) = index.get(&id) else { continue };
+                let Some(path) = g.path(&parents, v) else { continue };
+                let shape = path.iter().map(|step| path_shape(step)).collect();
+                shapes
+                    .entry(shape)
+                    .or_insert_with(|| Sample { id, retained_bytes: dom.retained[v], path, similar: 0, sampled: k })
+                    .similar += 1;
+            }
+            let mut out: Vec<Sample> = shapes.into_values().collect();
+            out.sort_by(|a, b| b.similar.cmp(&a.similar).then(a.id.cmp(&b.id)));
+            out.truncate(opts.samples);
+            out
         };
         if let Some(leaks) = &mut leaks {
             let leaked = leaked.as_ref().expect("with leaks");
@@ -298,7 +330,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
             let names = &middle.as_ref().expect("with leaks").classes.names;
             for c in leaks.iter_mut().take(opts.top) {
                 let ids = leaked.iter().filter(|e| names[e.class as usize] == c.constructor).map(|e| e.id).collect();
-                c.samples = sample(&c.constructor, ids);
+                c.samples = sample(ids);
             }
         } else {
             for c in classes.iter_mut().take(opts.top).filter(|c| c.new_count > 0) {
@@ -308,7 +340,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
                     .filter(|e| last.classes.names[e.class as usize] == c.constructor)
                     .map(|e| e.id)
                     .collect();
-                c.samples = sample(&c.constructor, ids);
+                c.samples = sample(ids);
             }
         }
     }
@@ -395,10 +427,12 @@ fn cut(s: &str, n: usize) -> String {
 fn render_samples(out: &mut String, constructor: &str, samples: &[Sample]) {
     for s in samples {
         out.push_str(&format!(
-            "  {} @{} (retains {}):\n    {}\n",
+            "  {} @{} (retains {}; {} of {} sampled are held this way):\n    {}\n",
             cut(constructor, 60),
             s.id,
             bytes(s.retained_bytes as i64, false),
+            s.similar,
+            s.sampled,
             s.path.join(" → ")
         ));
     }
@@ -576,6 +610,7 @@ mod tests {
         assert_eq!(leaks[0].constructor, "Array");
         assert_eq!((leaks[0].count, leaks[0].retained_bytes), (10, Some(10 * (16 + 2408))));
         assert!(!leaks.iter().any(|c| c.constructor == "Temp"), "churn never leaks");
+        assert_eq!((leaks[0].samples[0].similar, leaks[0].samples[0].sampled), (10, 10), "one shape");
         let path = leaks[0].samples[0].path.join(" → ");
         assert!(
             path.starts_with("(root) → global global @3 → .leakyCache Map @5 → table (object elements) @7 → ["),

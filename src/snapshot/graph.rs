@@ -341,13 +341,30 @@ impl Graph {
         let mut seen = Bits::new(n);
         seen.set(0);
         let mut queue = std::collections::VecDeque::from([0u32]);
+        // As DevTools does, paths from the app's own roots (globals, native wrappers) first:
+        // V8's internal roots (stack, handles, caches) are walked only after them, so an object
+        // the app holds is never shown as held by a stack slot of the moment.
+        let mut internal = Vec::new();
         while let Some(v) = queue.pop_front() {
             for e in self.edges(v as usize) {
                 let to = self.edge_to[e] as usize;
                 if self.strong(e) && !seen.get(to) {
+                    if v == 0 && self.strings.get(&self.name[to]).is_some_and(|n| n == "(GC roots)") {
+                        internal.push((to, e));
+                        continue;
+                    }
                     seen.set(to);
                     parent[to] = e as u32;
                     queue.push_back(to as u32);
+                }
+            }
+            if queue.is_empty() {
+                for (to, e) in internal.drain(..) {
+                    if !seen.get(to) {
+                        seen.set(to);
+                        parent[to] = e as u32;
+                        queue.push_back(to as u32);
+                    }
                 }
             }
         }
@@ -543,6 +560,8 @@ mod tests {
             "(root) → [1] (GC roots) @3 → global global @5 → context system / Context @7 → \
              leakyCache (context) Map @9 → table (object elements) @11 → [3] Array @13"
         );
+        // Through V8's roots only when the app's own roots do not reach it.
+        assert!(g.path(&parents, global).unwrap()[1].starts_with("[1] (GC roots)"));
         let path = g.path(&parents, secret).unwrap().join(" → ");
         assert!(path.ends_with(".s (string) @15"), "{path}");
         assert!(!g.strings.values().any(|s| s.contains("hunter2")), "string contents are never kept");

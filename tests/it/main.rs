@@ -22,5 +22,6 @@ mod netns;
 mod otlp;
 mod privileges;
 mod prom;
+mod snapshot;
 mod systemd;
 mod web;
