@@ -386,6 +386,8 @@ pub struct CollectorsConfig {
     pub inspector: InspectorConfig,
     /// Warnings and heap-OOM crashes from log files.
     pub logs: LogsConfig,
+    /// Which code allocated the memory that stays alive, while a process's heap leaks.
+    pub attribution: crate::attribution::collector::AttributionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -574,6 +576,7 @@ impl Config {
         if let Some(p) = i.ports.iter().find(|p| **p == 0) {
             return Err(invalid("collectors.inspector.ports", format!("{p} is not a port")));
         }
+        self.collectors.attribution.validate().map_err(|(field, message)| invalid(field, message))?;
         let l = &self.collectors.logs;
         for (i, p) in l.paths.iter().enumerate() {
             if let Err(e) = glob::Pattern::new(&p.path) {

@@ -21,6 +21,9 @@ use super::{Run, RunSettings};
 use crate::connector::Connector;
 use crate::discovery::ProcessKey;
 
+/// Time before a run that ended while its process still leaks is started again.
+const RETRY: Duration = Duration::from_secs(60);
+
 /// Settings shared by every run.
 #[derive(Debug, Clone)]
 pub struct ManagerSettings {
@@ -96,6 +99,7 @@ pub struct RunState {
 
 struct Slot {
     trigger: Trigger,
+    started: std::time::Instant,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     state: Arc<Mutex<RunState>>,
@@ -145,7 +149,8 @@ impl Manager {
 
     /// Starts runs for the processes whose heap verdict is positive, and stops the runs started
     /// that way for every other process (a verdict cleared, a process gone). A run that ended
-    /// (its session dropped) is started again on a later call while the process still leaks.
+    /// (its session dropped) is started again, a minute after it started, while the process still
+    /// leaks.
     pub fn update_leaking(&self, leaking: &[ProcessKey]) {
         let mut slots = self.slots.lock().expect("profiler lock");
         for (key, slot) in slots.iter() {
@@ -154,8 +159,9 @@ impl Manager {
             }
         }
         for key in leaking {
-            let running = slots.get(key).is_some_and(|s| !s.task.is_finished());
-            if !running {
+            // A run that failed (no inspector, a session lost) is tried again after a pause.
+            let busy = slots.get(key).is_some_and(|s| !s.task.is_finished() || s.started.elapsed() < RETRY);
+            if !busy {
                 let slot = self.spawn(*key, Trigger::Leak, None);
                 slots.insert(*key, slot);
             }
@@ -247,7 +253,7 @@ impl Manager {
             self.settings.clone(),
             self.permits.clone(),
         ));
-        Slot { trigger, stop, task, state }
+        Slot { trigger, started: std::time::Instant::now(), stop, task, state }
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod cdp;
 pub mod cli;
+pub mod collector;
 pub mod json;
 pub mod manager;
 pub mod pprof;

@@ -246,6 +246,13 @@ pub const COLLECTORS: &[CollectorSpec] = &[
             ))
         },
     },
+    CollectorSpec {
+        name: "attribution",
+        help: "while a process's heap leaks, which code allocated what stays alive (V8's sampling heap profiler)",
+        default_enabled: false,
+        switch: |c| &mut c.attribution.enabled,
+        build: |c, ctx| Box::new(crate::attribution::collector::AttributionCollector::new(c, ctx)),
+    },
 ];
 
 /// Builds the enabled collectors in table order.

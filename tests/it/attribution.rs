@@ -244,3 +244,43 @@ fn the_exporter_s_profiler_samples_while_a_process_leaks_and_stops_when_it_no_lo
     assert!(sampling_profile(leaky.pid).is_err(), "sampling still on after the run on demand");
     assert!(manager.report(leaky.pid).unwrap().report.is_some(), "the final profile is kept");
 }
+
+#[test]
+fn the_exporter_exports_the_growing_sites_of_a_process_whose_heap_leaks_and_stops_sampling_at_shutdown() {
+    let Some(app) = leaky_app("map") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "discovery:\n  include: []\n  pids: [{}]\ncollectors:\n  logs:\n    enabled: false\n  attribution:\n    enabled: true\n    every: 2s\n    interval_bytes: 8192\n    top_sites: 3\n",
+            app.pid
+        ),
+    )
+    .unwrap();
+    let config = format!("--config.file={}", file.display());
+    let mut exporter = Exporter::start_with(
+        Command::new(util::exporter_bin()),
+        &[&config, "--sample.interval=250ms", "--leak.window=30s", "--leak.grace-period=20s"],
+    );
+    let pid = app.pid_label();
+    let (line, _) = function_holding("leakyCache.set(");
+    let site = format!("onRequest apps/{FIXTURE}:{line}");
+    let live = util::wait_for("the Map's site in the metrics", Duration::from_secs(240), || {
+        let text = exporter.metrics();
+        let suspected = metric_value(&text, "nodejs_leak_suspected", &[("pid", &pid), ("signal", "heap_used")]);
+        metric_value(&text, "nodejs_heap_live_bytes", &[("pid", &pid), ("site", &site)])
+            .map(|v| (v, suspected, text.clone()))
+    });
+    assert_eq!(live.1, Some(1.0), "profiled only while the verdict is positive");
+    assert!(live.0 > 8192.0, "{}", live.0);
+    let text = live.2;
+    assert!(metric_value(&text, "nodejs_heap_live_growth_bytes_per_second", &[("pid", &pid), ("site", &site)]).unwrap() > 0.0);
+    assert!(util::series(&text, "nodejs_heap_live_bytes").len() <= 3, "at most top_sites per process");
+    if let Some(promtool) = util::require_tool("promtool") {
+        util::promtool_check(&promtool, &text);
+    }
+    assert!(sampling_profile(app.pid).is_ok(), "sampling while the verdict is positive");
+    exporter.stop();
+    assert!(sampling_profile(app.pid).is_err(), "sampling still on after the exporter stopped");
+}
