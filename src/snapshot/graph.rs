@@ -181,7 +181,7 @@ impl Graph {
         let n = self.len();
         // 1. Postorder of a depth-first walk from the root.
         let mut po_of = vec![NONE; n];
-        let mut order: Vec<u32> = Vec::new();
+        let mut order: Vec<u32> = Vec::with_capacity(n);
         let mut visited = Bits::new(n);
         let mut stack: Vec<(u32, u32)> = vec![(0, self.first_edge[0])];
         visited.set(0);
@@ -209,6 +209,7 @@ impl Graph {
             }
         }
         drop(stack);
+        drop(visited);
         let r = order.len();
         // 2. Predecessors of the reachable nodes, by postorder number.
         let mut pred_first = vec![0u32; r + 1];
@@ -234,6 +235,7 @@ impl Graph {
             }
         }
         drop(fill);
+        drop(po_of);
         // 3. Cooper-Harvey-Kennedy: iterate in reverse postorder until nothing changes.
         let root = (r - 1) as u32;
         let mut doms = vec![NONE; r];
