@@ -316,6 +316,8 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> 
     if response.is_none() {
         response = Some(if path == "/-/reload" {
             reload(state, req.method()).await
+        } else if path == "/api/v1/profile" || path == "/profile" {
+            profile(req.method(), path, req.uri().query())
         } else {
             route(state, req.method(), path, req.uri().query())
         });
@@ -325,6 +327,27 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> 
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response
+}
+
+/// Allocation sites (`crate::attribution::web`): GET the report or a pprof profile, POST to
+/// profile on demand, `/profile` for the page.
+fn profile(method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
+    use crate::attribution::web;
+    let reply = match (path, method) {
+        ("/api/v1/profile", &Method::GET | &Method::HEAD) => web::get(query),
+        ("/api/v1/profile", &Method::POST) => web::post(query),
+        ("/profile", &Method::GET | &Method::HEAD) => web::page(query),
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "GET, or POST to /api/v1/profile\n");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            return r;
+        }
+    };
+    Response::builder()
+        .status(reply.status)
+        .header(header::CONTENT_TYPE, reply.content_type)
+        .body(Full::new(Bytes::from(reply.body)))
+        .expect("valid response")
 }
 
 /// `/-/reload`, as Prometheus serves it: POST or PUT, only with the lifecycle API on.

@@ -55,7 +55,8 @@ impl Cdp {
         timeout: Duration,
         max_message: usize,
     ) -> Result<Cdp, CdpError> {
-        let stream = connector.connect(pid, addr, timeout).await.map_err(|source| CdpError::Connect { addr, source })?;
+        let stream =
+            connector.connect(pid, addr, timeout).await.map_err(|source| CdpError::Connect { addr, source })?;
         let config = WebSocketConfig::default().max_message_size(Some(max_message)).max_frame_size(Some(max_message));
         let handshake = tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), stream, Some(config));
         let (ws, _) = tokio::time::timeout(timeout, handshake)
@@ -117,7 +118,10 @@ fn reply_to(msg: &str, id: u64, max_reply: usize) -> Result<Option<Value>, CdpEr
         return Ok(None);
     }
     if msg.len() > max_reply {
-        return Err(CdpError::Protocol(format!("reply of {} bytes exceeds the {max_reply}-byte cap of its call", msg.len())));
+        return Err(CdpError::Protocol(format!(
+            "reply of {} bytes exceeds the {max_reply}-byte cap of its call",
+            msg.len()
+        )));
     }
     let v = json::parse(msg, limits).map_err(|e| CdpError::Protocol(e.to_string()))?;
     if v.get("id").and_then(Value::as_u64) == Some(id) {
@@ -150,7 +154,8 @@ mod tests {
         let big = format!(r#"{{"id":1,"result":{{"x":"{}"}}}}"#, "y".repeat(SMALL_REPLY));
         assert!(matches!(reply_to(&big, 1, SMALL_REPLY), Err(CdpError::Protocol(_))));
         // A large event is skipped unread.
-        let event = format!(r#"{{"method":"Runtime.consoleAPICalled","params":{{"x":"{}"}}}}"#, "y".repeat(SMALL_REPLY));
+        let event =
+            format!(r#"{{"method":"Runtime.consoleAPICalled","params":{{"x":"{}"}}}}"#, "y".repeat(SMALL_REPLY));
         assert!(reply_to(&event, 1, SMALL_REPLY).unwrap().is_none());
         assert!(reply_to("garbage", 1, 1000).is_err());
     }

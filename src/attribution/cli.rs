@@ -197,7 +197,8 @@ pub async fn profile(args: &ProfileArgs) -> anyhow::Result<(Report, Vec<u8>)> {
         (Ok(why), Err(e)) => Some(why.map_or_else(|| format!("stopping: {e}"), |w| format!("{w}; stopping: {e}"))),
         (Ok(why), Ok(())) => why,
     };
-    let rule = GrowthRule { min_rate: args.min_growth.unwrap_or(GrowthRule::default().min_rate), ..GrowthRule::default() };
+    let rule =
+        GrowthRule { min_rate: args.min_growth.unwrap_or(GrowthRule::default().min_rate), ..GrowthRule::default() };
     let top = args.top as usize;
     let (duration, live_bytes, largest, pprof) = match &run.last {
         Some((t, p)) => {
@@ -248,7 +249,7 @@ async fn sample(run: &mut Run, args: &ProfileArgs) -> anyhow::Result<Option<Stri
     }
 }
 
-fn render_text(r: &Report) -> String {
+pub(crate) fn render_text(r: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(

@@ -75,7 +75,7 @@ impl AttributionConfig {
 }
 
 pub struct AttributionCollector {
-    manager: Manager,
+    manager: std::sync::Arc<Manager>,
     top: usize,
     /// Seen in the sample going on, for the next one.
     watched: Vec<ProcessKey>,
@@ -97,12 +97,9 @@ impl AttributionCollector {
             top: a.top_sites,
             ..ManagerSettings::default()
         };
-        AttributionCollector {
-            manager: Manager::new(ctx.runtime.clone(), ctx.connector.clone(), settings),
-            top: a.top_sites,
-            watched: Vec::new(),
-            leaking: Vec::new(),
-        }
+        let manager = std::sync::Arc::new(Manager::new(ctx.runtime.clone(), ctx.connector.clone(), settings));
+        super::manager::make_current(&manager);
+        AttributionCollector { manager, top: a.top_sites, watched: Vec::new(), leaking: Vec::new() }
     }
 }
 
@@ -171,7 +168,10 @@ mod tests {
     fn site_labels_are_short() {
         assert_eq!(site_label("onRequest", "/srv/app/lib/server.js:33"), "onRequest lib/server.js:33");
         assert_eq!(site_label("f", "app.js:1"), "f app.js:1");
-        assert_eq!(site_label("parserOnHeadersComplete", "node:_http_common:71"), "parserOnHeadersComplete node:_http_common:71");
+        assert_eq!(
+            site_label("parserOnHeadersComplete", "node:_http_common:71"),
+            "parserOnHeadersComplete node:_http_common:71"
+        );
         assert!(site_label(&"x".repeat(500), "/a.js:1").chars().count() <= 128);
     }
 

@@ -226,11 +226,15 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_excess() {
-        for bad in ["", "[", "{", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]", "tru", "\"abc", "[1]x", "{1:2}", "\"a\nb\""] {
+        for bad in ["", "[", "{", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]", "tru", "\"abc", "[1]x", "{1:2}", "\"a\nb\""]
+        {
             assert!(parse(bad, L).is_err(), "{bad:?}");
         }
         let deep = "[".repeat(11) + &"]".repeat(11);
         assert_eq!(parse(&deep, JsonLimits { max_depth: 10, max_values: 100 }).unwrap_err().what, "nested too deep");
-        assert_eq!(parse("[1,2,3,4]", JsonLimits { max_depth: 10, max_values: 4 }).unwrap_err().what, "too many values");
+        assert_eq!(
+            parse("[1,2,3,4]", JsonLimits { max_depth: 10, max_values: 4 }).unwrap_err().what,
+            "too many values"
+        );
     }
 }

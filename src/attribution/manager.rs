@@ -111,6 +111,23 @@ pub struct Manager {
     settings: Arc<ManagerSettings>,
     permits: Arc<Semaphore>,
     slots: Mutex<HashMap<ProcessKey, Slot>>,
+    /// The processes watched at the last sample: what a request by pid may profile.
+    watched: Mutex<Vec<ProcessKey>>,
+}
+
+/// The manager of the running attribution collector, for the HTTP side. Collectors are built by
+/// the sampler and rebuilt on a reload, so the HTTP side finds the live one here rather than
+/// holding one; a manager that was dropped (collector off, rebuilt) is gone from it too.
+static CURRENT: Mutex<std::sync::Weak<Manager>> = Mutex::new(std::sync::Weak::new());
+
+/// Makes `manager` the one the HTTP side uses.
+pub fn make_current(manager: &Arc<Manager>) {
+    *CURRENT.lock().expect("current manager lock") = Arc::downgrade(manager);
+}
+
+/// The running attribution collector's manager, if the collector is on.
+pub fn current() -> Option<Arc<Manager>> {
+    CURRENT.lock().expect("current manager lock").upgrade()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -124,7 +141,14 @@ pub enum RequestError {
 impl Manager {
     pub fn new(runtime: tokio::runtime::Handle, connector: Arc<dyn Connector>, settings: ManagerSettings) -> Manager {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
-        Manager { runtime, connector, settings: Arc::new(settings), permits, slots: Mutex::new(HashMap::new()) }
+        Manager {
+            runtime,
+            connector,
+            settings: Arc::new(settings),
+            permits,
+            slots: Mutex::new(HashMap::new()),
+            watched: Mutex::new(Vec::new()),
+        }
     }
 
     /// Profiles `key` for `duration`. A run already going because the process leaks keeps going
@@ -168,8 +192,20 @@ impl Manager {
         }
     }
 
+    /// The watched process with this pid (the newest, should the pid have been reused).
+    pub fn key_of(&self, pid: i32) -> Option<ProcessKey> {
+        let watched = self.watched.lock().expect("watched lock");
+        watched.iter().filter(|k| k.pid == pid).max_by_key(|k| k.start_ticks).copied()
+    }
+
+    /// The longest run on demand.
+    pub fn max_duration(&self) -> Duration {
+        self.settings.max_duration
+    }
+
     /// Forgets processes that are no longer watched, stopping their runs.
     pub fn retain(&self, watched: &[ProcessKey]) {
+        *self.watched.lock().expect("watched lock") = watched.to_vec();
         let mut slots = self.slots.lock().expect("profiler lock");
         slots.retain(|key, slot| {
             let keep = watched.contains(key);

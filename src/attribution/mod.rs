@@ -19,6 +19,7 @@ pub mod manager;
 pub mod pprof;
 pub mod profile;
 pub mod sites;
+pub mod web;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -209,9 +210,8 @@ impl Run {
     /// Stops sampling, adds the final profile V8 returns, and closes the session. Idempotent.
     pub async fn finish(&mut self) -> Result<(), AttributionError> {
         let Some(mut cdp) = self.cdp.take() else { return Ok(()) };
-        let result = cdp
-            .call("HeapProfiler.stopSampling", json!({}), self.settings.call_timeout, self.settings.max_reply)
-            .await;
+        let result =
+            cdp.call("HeapProfiler.stopSampling", json!({}), self.settings.call_timeout, self.settings.max_reply).await;
         cdp.close().await;
         let reply = result?;
         let t = self.elapsed();

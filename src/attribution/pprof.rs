@@ -203,8 +203,11 @@ mod tests {
         let raw = encode_raw(&p, 32768, 1_700_000_000_000_000_000, 20_000_000_000);
         // Decode by hand the fields a reader needs: string table, samples, period.
         let fields = decode(&raw);
-        let strings: Vec<String> =
-            fields.iter().filter(|(f, _)| *f == 6).map(|(_, v)| String::from_utf8(v.bytes().to_vec()).unwrap()).collect();
+        let strings: Vec<String> = fields
+            .iter()
+            .filter(|(f, _)| *f == 6)
+            .map(|(_, v)| String::from_utf8(v.bytes().to_vec()).unwrap())
+            .collect();
         assert_eq!(strings[0], "");
         for s in ["objects", "count", "space", "bytes", "handler", "/srv/app.js", "set", "listOnTimeout"] {
             assert!(strings.iter().any(|x| x == s), "{s} in {strings:?}");
@@ -220,12 +223,12 @@ mod tests {
         assert_eq!(total, p.total_bytes());
         assert!(fields.iter().any(|(f, v)| *f == 12 && matches!(v, Field::Varint(32768))));
         // The Map's set (leaf) sample: set, handler, listOnTimeout — three locations, leaf first.
-        let set = samples.iter().map(|s| decode(s.bytes())).find(|d| {
-            unpack(d.iter().find(|(f, _)| *f == 2).unwrap().1.bytes())[1] == 2000
-        });
+        let set = samples
+            .iter()
+            .map(|s| decode(s.bytes()))
+            .find(|d| unpack(d.iter().find(|(f, _)| *f == 2).unwrap().1.bytes())[1] == 2000);
         assert_eq!(unpack(set.unwrap().iter().find(|(f, _)| *f == 1).unwrap().1.bytes()).len(), 3);
     }
-
 
     /// profile.proto's messages as prost declares them, to read the encoding with a real decoder.
     mod proto {

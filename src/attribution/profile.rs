@@ -126,7 +126,10 @@ pub fn parse_value(v: &Value, interval: u64, limits: ProfileLimits) -> Result<Pr
         }
         let cf = n.get("callFrame").ok_or_else(|| shape("a node without callFrame"))?;
         let frame = Frame {
-            function: match cut(cf.get("functionName").and_then(Value::as_str).ok_or_else(|| shape("no functionName"))?, limits.max_string) {
+            function: match cut(
+                cf.get("functionName").and_then(Value::as_str).ok_or_else(|| shape("no functionName"))?,
+                limits.max_string,
+            ) {
                 s if s.is_empty() => "(anonymous)".to_string(),
                 s => s,
             },

@@ -271,8 +271,12 @@ mod tests {
         let mut h = History::new(1024);
         let n = series[0].1.len();
         for i in 0..n {
-            let sites: Vec<Site> =
-                series.iter().enumerate().map(|(k, (f, v))| site(f, k as u32 + 1, v[i])).filter(|s| s.live_bytes > 0).collect();
+            let sites: Vec<Site> = series
+                .iter()
+                .enumerate()
+                .map(|(k, (f, v))| site(f, k as u32 + 1, v[i]))
+                .filter(|s| s.live_bytes > 0)
+                .collect();
             h.add(i as f64 * 5.0, &sites);
         }
         h
@@ -313,7 +317,8 @@ mod tests {
     fn history_is_bounded() {
         let mut h = History::new(1);
         for i in 0..(MAX_PROFILES + 10) {
-            let sites: Vec<Site> = (0..(MAX_SITES as u32 + 50)).map(|k| site("f", k + 1, (i as u64 + 1) * (k as u64 + 1))).collect();
+            let sites: Vec<Site> =
+                (0..(MAX_SITES as u32 + 50)).map(|k| site("f", k + 1, (i as u64 + 1) * (k as u64 + 1))).collect();
             h.add(i as f64, &sites);
         }
         assert_eq!(h.profiles(), MAX_PROFILES);

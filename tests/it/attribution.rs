@@ -34,10 +34,11 @@ fn profile_command(pid: i32, args: &[&str]) -> Command {
 
 /// Runs `profile` to its end and returns its JSON report.
 fn profile_json(pid: i32, duration: &str) -> Value {
-    let out = profile_command(pid, &["--duration", duration, "--every", "2s", "--interval", "8192", "--output", "json"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run profile");
+    let out =
+        profile_command(pid, &["--duration", duration, "--every", "2s", "--interval", "8192", "--output", "json"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run profile");
     assert!(out.status.success(), "profile failed: {}", String::from_utf8_lossy(&out.stdout));
     serde_json::from_slice(&out.stdout).expect("a JSON report")
 }
@@ -148,7 +149,7 @@ fn sampling_stops_at_the_end_on_sigterm_and_when_the_profiler_is_killed() {
         .unwrap();
     wait_sampling(app.pid, true);
     std::thread::sleep(Duration::from_millis(1500)); // a profile or two
-    // SAFETY: kill(2) on our own child.
+                                                     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = util::wait_for("profile to exit on SIGTERM", Duration::from_secs(15), || child.try_wait().ok().flatten());
     assert!(out.success());
@@ -173,7 +174,18 @@ fn pprof_output_opens_as_gzipped_profile_proto() {
     let file = dir.path().join("heap.pb.gz");
     let status = profile_command(
         app.pid,
-        &["--duration", "4s", "--every", "2s", "--interval", "16384", "--output", "pprof", "--out", file.to_str().unwrap()],
+        &[
+            "--duration",
+            "4s",
+            "--every",
+            "2s",
+            "--interval",
+            "16384",
+            "--output",
+            "pprof",
+            "--out",
+            file.to_str().unwrap(),
+        ],
     )
     .status()
     .unwrap();
@@ -275,12 +287,36 @@ fn the_exporter_exports_the_growing_sites_of_a_process_whose_heap_leaks_and_stop
     assert_eq!(live.1, Some(1.0), "profiled only while the verdict is positive");
     assert!(live.0 > 8192.0, "{}", live.0);
     let text = live.2;
-    assert!(metric_value(&text, "nodejs_heap_live_growth_bytes_per_second", &[("pid", &pid), ("site", &site)]).unwrap() > 0.0);
+    assert!(
+        metric_value(&text, "nodejs_heap_live_growth_bytes_per_second", &[("pid", &pid), ("site", &site)]).unwrap()
+            > 0.0
+    );
     assert!(util::series(&text, "nodejs_heap_live_bytes").len() <= 3, "at most top_sites per process");
     if let Some(promtool) = util::require_tool("promtool") {
         util::promtool_check(&promtool, &text);
     }
     assert!(sampling_profile(app.pid).is_ok(), "sampling while the verdict is positive");
+
+    // The same run over HTTP: its report as JSON, its newest profile as pprof, and as a page.
+    let (status, body) = util::http_request(&exporter.addr, "GET", &format!("/api/v1/profile?pid={pid}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let run: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(run["trigger"], "leak", "{run}");
+    let growing = run["report"]["growing"].as_array().expect("growing sites");
+    assert!(growing.iter().any(|g| g["function"] == "onRequest"), "{run}");
+    let (status, pprof) = util::http_request(&exporter.addr, "GET", &format!("/api/v1/profile?pid={pid}&format=pprof"));
+    assert_eq!(status, 200);
+    assert_eq!(&pprof[..2], &[0x1f, 0x8b], "pprof is gzipped profile.proto");
+    let (status, page) = util::http_request(&exporter.addr, "GET", &format!("/profile?pid={pid}"));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("onRequest"));
+    // On demand: a run for a leaking process is the one already going; an unknown pid is refused.
+    let (status, _) = util::http_request(&exporter.addr, "POST", &format!("/api/v1/profile?pid={pid}&duration=10s"));
+    assert_eq!(status, 202);
+    let (status, _) = util::http_request(&exporter.addr, "POST", "/api/v1/profile?pid=999999999&duration=10s");
+    assert_eq!(status, 404);
+    let (status, _) = util::http_request(&exporter.addr, "POST", &format!("/api/v1/profile?pid={pid}&duration=9h"));
+    assert_eq!(status, 400, "longer than the longest run");
     exporter.stop();
     assert!(sampling_profile(app.pid).is_err(), "sampling still on after the exporter stopped");
 }

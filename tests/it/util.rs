@@ -369,6 +369,20 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// A request with an empty body over plain HTTP/1.1; returns (status, body bytes).
+pub fn http_request(addr: &str, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    (status, raw[end + 4..].to_vec())
+}
+
 /// Parses the labels of one exposition line into pairs.
 pub fn parse_labels(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
