@@ -102,7 +102,7 @@ fn path_shape(step: &str) -> String {
     let mut out = String::with_capacity(step.len());
     let mut chars = step.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '@' || c.is_ascii_digit() {
+        if c.is_ascii_digit() {
             while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
                 chars.next();
             }
@@ -622,6 +622,29 @@ mod tests {
         let text = render_text(&r, 3);
         assert!(text.contains("Leaks (allocated after A"), "{text}");
         assert!(text.contains(".leakyCache Map @5"), "{text}");
+    }
+
+    #[test]
+    fn two_snapshots_with_retained_sizes_sample_the_new_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path(), &[0, 2]);
+        let r = diff(&paths, DiffOptions { retained: true, samples: 1, top: 10 }).unwrap();
+        let array = r.classes.iter().find(|c| c.constructor == "Array").unwrap();
+        assert_eq!(array.new_count, 20);
+        let s = &array.samples[0];
+        assert_eq!((s.similar, s.sampled), (20, 20));
+        assert!(s.path.join(" → ").contains(".leakyCache Map @5"), "{:?}", s.path);
+        assert!(r.classes.iter().find(|c| c.constructor == "Temp").unwrap().retained_delta == Some(0));
+    }
+
+    #[test]
+    fn path_shapes_ignore_ids_and_indices() {
+        assert_eq!(path_shape("[3] Array @1234"), "[#] Array @#");
+        assert_eq!(path_shape("16392 Array @163073"), "# Array @#");
+        assert_eq!(path_shape(".leakyCache Map @5"), ".leakyCache Map @#");
+        assert_eq!(bytes(1536, true), "+1.5 KiB");
+        assert_eq!(bytes(-10, true), "-10 B");
+        assert_eq!(bytes(3 << 30, false), "3.00 GiB");
     }
 
     #[test]
