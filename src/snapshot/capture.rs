@@ -90,7 +90,10 @@ pub async fn locate_inspector(
         .and_then(|p| p.parse().ok())
         .unwrap_or(pid);
     let mut candidates: Vec<SocketAddr> = Vec::new();
-    candidates.extend(flags.address());
+    // Node's default port only when its flags opened an inspector or named a port.
+    if flags.enabled || flags.port.is_some() {
+        candidates.extend(flags.address());
+    }
     if let Ok(sockets) = locate::listening_sockets(procfs, pid) {
         candidates.extend(sockets);
     }

@@ -92,7 +92,7 @@ pub struct DiffArgs {
     pub top: usize,
 
     /// Retained sizes from the dominator tree, and the retainer paths of sample new objects
-    /// (needs memory of about the size of a snapshot file; without it, under a quarter).
+    /// (needs 1.2-1.5 times one snapshot file's size in memory; without it, under a quarter).
     #[arg(long)]
     pub retained: bool,
 
