@@ -57,6 +57,7 @@ where
         connector: choose_connector(&config),
         instance: instance_id(),
     };
+    crate::snapshot::store::install(&config, context.connector.clone()).context("heap snapshots")?;
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let mut sampler = Sampler::new(&config, &context, publish).context("invalid configuration")?;
     let otlp = crate::otlp::Settings::resolve(&config.otlp, |k| std::env::var(k).ok()).context("OTLP export")?;

@@ -75,6 +75,12 @@ pub struct RunArgs {
     #[arg(long = "web.enable-lifecycle", action = ArgAction::SetTrue)]
     pub enable_lifecycle: bool,
 
+    /// Take heap snapshots on request (POST /api/v1/snapshot, an Alertmanager webhook at
+    /// /api/v1/alertmanager) into this directory, created 0700. Off without it: a snapshot stops
+    /// the app's world while V8 walks its heap, and holds the app's secrets.
+    #[arg(long = "snapshot.dir", value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+
     /// Push metrics over OTLP to this receiver: a base URL, http://collector:4318 for
     /// http/protobuf (/v1/metrics is appended), http://collector:4317 for grpc; https:// for TLS
     /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; unset: no push].
@@ -285,6 +291,9 @@ impl Parsed {
         }
         if a.enable_lifecycle {
             c.web.enable_lifecycle = true;
+        }
+        if let Some(v) = &a.snapshot_dir {
+            c.snapshots.dir = Some(v.clone());
         }
         self.lay_otlp_flags(&mut c);
         if let Some(v) = &a.procfs {

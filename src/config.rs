@@ -51,6 +51,78 @@ pub struct Config {
     pub leak: LeakConfig,
     /// Pushing the same readings over OTLP (see `crate::otlp::OtlpConfig`).
     pub otlp: crate::otlp::OtlpConfig,
+    /// Heap snapshots on request, over HTTP or from an Alertmanager webhook (off unless `dir`).
+    pub snapshots: SnapshotsConfig,
+}
+
+/// The heap leak alerts a webhook takes a snapshot for, by default.
+pub const DEFAULT_SNAPSHOT_ALERTS: [&str; 3] =
+    ["NodejsHeapLeak", "NodejsHeapExhaustionSoon", "NodejsHeapExhaustionAhead"];
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// Where snapshots are written (created `0700` if missing); unset, the feature is off
+    /// (`--snapshot.dir`). A snapshot stops the app's world while V8 walks its heap, and holds
+    /// every string of the app, its secrets too.
+    pub dir: Option<PathBuf>,
+    /// Snapshots kept in `dir`; the oldest are removed to make room for a new one.
+    pub max_files: usize,
+    /// Bytes all snapshots in `dir` may take together; the oldest are removed to make room, and a
+    /// snapshot that would pass it is abandoned.
+    pub max_bytes: u64,
+    /// Run a full garbage collection before each snapshot.
+    pub gc: bool,
+    /// Time one snapshot may take.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// This exporter's node, matched against an alert's `node` label (or its `instance`'s host)
+    /// so that in a DaemonSet only the pod on the alert's node acts. Default: the `NODE_NAME`
+    /// environment variable if set, else the host name.
+    pub node_name: Option<String>,
+    /// Alert names a webhook takes a snapshot for (other alerts are ignored).
+    pub alerts: Vec<String>,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig {
+            dir: None,
+            max_files: 10,
+            max_bytes: 4 << 30,
+            gc: false,
+            timeout: Duration::from_secs(600),
+            node_name: None,
+            alerts: DEFAULT_SNAPSHOT_ALERTS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl SnapshotsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(invalid("snapshots.dir", "must not be empty (leave it out to turn snapshots off)"));
+        }
+        if !(1..=1000).contains(&self.max_files) {
+            return Err(invalid("snapshots.max_files", "must be between 1 and 1000"));
+        }
+        if self.max_bytes < 1 << 20 {
+            return Err(invalid("snapshots.max_bytes", "must be at least 1 MiB (1048576)"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(6 * 3600)).contains(&self.timeout) {
+            return Err(invalid("snapshots.timeout", "must be between 1s and 6h"));
+        }
+        if self.node_name.as_ref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(invalid(
+                "snapshots.node_name",
+                "must not be empty (leave it out for NODE_NAME or the host name)",
+            ));
+        }
+        if let Some(i) = self.alerts.iter().position(|a| a.trim().is_empty()) {
+            return Err(invalid(format!("snapshots.alerts[{i}]"), "an empty alert name"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -591,6 +663,7 @@ impl Config {
         }
         self.leak.validate(self.sample.interval)?;
         self.otlp.validate()?;
+        self.snapshots.validate()?;
         if self.discovery.exit_retention > Duration::from_secs(24 * 3600) {
             return Err(invalid("discovery.exit_retention", "must be at most 24h"));
         }
@@ -663,6 +736,7 @@ impl Config {
                 a.collectors.inspector.enter_netns != b.collectors.inspector.enter_netns,
             ),
             ("leak.windows", a.leak.sorted_windows() != b.leak.sorted_windows()),
+            ("snapshots", a.snapshots != b.snapshots),
         ] {
             if changed {
                 out.push(field);
@@ -678,6 +752,7 @@ impl Config {
         new.otlp = running.otlp.clone();
         new.collectors.inspector.enter_netns = running.collectors.inspector.enter_netns;
         new.leak.windows = running.leak.windows.clone();
+        new.snapshots = running.snapshots.clone();
         new
     }
 }
@@ -790,6 +865,30 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("discovery.pids[1]"));
         let c = Config::from_yaml("sample:\n  interval: 1ms\n").unwrap();
         assert!(c.validate().unwrap_err().to_string().starts_with("sample.interval"));
+    }
+
+    #[test]
+    fn snapshots_are_off_by_default_and_validated_by_field() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.snapshots.dir, None);
+        assert_eq!(c.snapshots.max_files, 10);
+        assert_eq!(c.snapshots.max_bytes, 4 << 30);
+        assert_eq!(c.snapshots.alerts, DEFAULT_SNAPSHOT_ALERTS);
+        let err = Config::from_yaml("snapshots:\n  dirr: /x\n").unwrap_err();
+        assert!(err.contains("dirr"), "{err}");
+        for (yaml, field) in [
+            ("snapshots:\n  max_files: 0\n", "snapshots.max_files"),
+            ("snapshots:\n  max_bytes: 10\n", "snapshots.max_bytes"),
+            ("snapshots:\n  timeout: 0s\n", "snapshots.timeout"),
+            ("snapshots:\n  node_name: ''\n", "snapshots.node_name"),
+            ("snapshots:\n  alerts: [NodejsHeapLeak, '']\n", "snapshots.alerts[1]"),
+        ] {
+            let err = Config::from_yaml(yaml).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{yaml}: {err}");
+        }
+        let c = Config::from_yaml("snapshots:\n  dir: /var/lib/x\n  timeout: 2m\n  gc: true\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(Config::default().restart_only_changes(&c), vec!["snapshots"]);
     }
 
     #[test]

@@ -159,6 +159,14 @@ fn unix_now() -> f64 {
 
 type Body = Full<Bytes>;
 
+/// What `handle` answers with: a body in memory, or a snapshot file streamed from disk.
+pub type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn boxed(response: Response<Body>) -> Response<HttpBody> {
+    use http_body_util::BodyExt;
+    response.map(|b| b.map_err(|never| match never {}).boxed_unsync())
+}
+
 /// Serves until `shutdown` resolves. Connections in flight are given a moment to finish.
 pub async fn serve(
     listener: TcpListener,
@@ -298,28 +306,30 @@ fn is_probe(path: &str) -> bool {
     path == "/-/healthy" || path == "/-/ready"
 }
 
-pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<HttpBody> {
     let settings = state.web.current();
-    let path = req.uri().path();
-    let mut response = if let Some(auth) = settings.auth.as_ref().filter(|_| !is_probe(path)) {
+    let path = req.uri().path().to_string();
+    let mut response = if let Some(auth) = settings.auth.as_ref().filter(|_| !is_probe(&path)) {
         if auth.allows(req.headers().get(header::AUTHORIZATION)).await {
             None
         } else {
             state.server_metrics.unauthorized.inc();
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
-            Some(r)
+            Some(boxed(r))
         }
     } else {
         None
     };
     if response.is_none() {
         response = Some(if path == "/-/reload" {
-            reload(state, req.method()).await
+            boxed(reload(state, req.method()).await)
         } else if path == "/api/v1/profile" || path == "/profile" {
-            profile(req.method(), path, req.uri().query())
+            boxed(profile(req.method(), &path, req.uri().query()))
+        } else if crate::snapshot::web::is_path(&path) {
+            snapshot(state, req).await
         } else {
-            route(state, req.method(), path, req.uri().query())
+            boxed(route(state, req.method(), &path, req.uri().query()))
         });
     }
     let mut response = response.expect("set above");
@@ -327,6 +337,87 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> 
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response
+}
+
+/// Heap snapshots (`crate::snapshot::web`): taking them, listing and downloading them, and
+/// Alertmanager's webhook. A file is streamed in chunks, never read whole.
+async fn snapshot(state: &AppState, req: Request<Incoming>) -> Response<HttpBody> {
+    use crate::snapshot::web::{self, Reply};
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let body = if web::wants_body(path) && parts.method == Method::POST {
+        match http_body_util::Limited::new(body, web::MAX_WEBHOOK_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let mut r = text(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large or broken\n");
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_none() {
+                    *r.status_mut() = StatusCode::BAD_REQUEST;
+                }
+                return boxed(r);
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    let targets = state.snapshot.borrow().clone();
+    match web::handle(&parts.method, path, parts.uri.query(), &body, &targets) {
+        Reply::Body { status, content_type, body, allow } => {
+            let mut r = Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Full::new(Bytes::from(body)))
+                .expect("valid response");
+            if let Some(allow) = allow {
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            boxed(r)
+        }
+        Reply::File { path, name } => match std::fs::File::open(&path).and_then(|f| Ok((f.metadata()?.len(), f))) {
+            Ok((len, file)) => Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, len)
+                .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
+                .body(file_body(file, len))
+                .expect("valid response"),
+            Err(_) => boxed(text(StatusCode::NOT_FOUND, "no such snapshot: GET /api/v1/snapshots lists them\n")),
+        },
+    }
+}
+
+/// `file`'s first `len` bytes as a stream of chunks, each read off the runtime's threads.
+fn file_body(file: std::fs::File, len: u64) -> HttpBody {
+    use http_body_util::BodyExt;
+    const CHUNK: usize = 256 << 10;
+    // The state is None after an error, which ends the stream.
+    let chunks = futures_util::stream::unfold(Some((file, len)), |state| async move {
+        let (mut file, left) = state?;
+        if left == 0 {
+            return None;
+        }
+        let want = CHUNK.min(left as usize);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; want];
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match read {
+            Ok((_, buf)) if buf.is_empty() => {
+                Some((Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the snapshot file shrank")), None))
+            }
+            Ok((file, buf)) => {
+                let left = left - buf.len() as u64;
+                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), Some((file, left))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    http_body_util::StreamBody::new(chunks).boxed_unsync()
 }
 
 /// Allocation sites (`crate::attribution::web`): GET the report or a pprof profile, POST to
@@ -390,6 +481,9 @@ pub fn route(state: &AppState, method: &Method, path: &str, query: Option<&str>)
             let mut body = String::with_capacity(snapshot.metrics.len() + 2048);
             body.push_str(&snapshot.metrics);
             state.server_metrics.encode(&mut body);
+            if let Some(store) = crate::snapshot::store::current() {
+                store.encode_metrics(&mut body);
+            }
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
                 .body(Full::new(Bytes::from(body)))

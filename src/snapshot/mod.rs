@@ -7,6 +7,9 @@
 //! arrays a comparison needs (`model` for a shallow one, `graph` for retained sizes). Snapshots
 //! hold the app's secrets: string contents are never kept, shown or logged, only class names,
 //! function names and property names.
+//!
+//! Inside the exporter (`snapshots.dir`), `store` takes snapshots on the runtime into one
+//! directory under a count and size cap, and `web` serves them and Alertmanager's webhook.
 
 pub mod capture;
 pub mod cli;
@@ -14,3 +17,5 @@ pub mod diff;
 pub mod graph;
 pub mod model;
 pub mod parse;
+pub mod store;
+pub mod web;

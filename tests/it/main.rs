@@ -23,5 +23,6 @@ mod otlp;
 mod privileges;
 mod prom;
 mod snapshot;
+mod snapshot_api;
 mod systemd;
 mod web;

@@ -1,0 +1,181 @@
+//! Heap snapshots through the exporter's HTTP API (`--snapshot.dir`): behind basic auth, taken in
+//! the background, listed, downloaded byte for byte, kept under the count cap, and taken for a
+//! firing heap leak alert from Alertmanager's webhook only by the exporter on the alert's node.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{self, metric_value, Exporter, NodeApp};
+
+/// `alice:s3cret`.
+const AUTH: &str = "Basic YWxpY2U6czNjcmV0";
+
+/// A request over plain HTTP/1.1, with credentials when `auth`; returns (status, body bytes).
+fn request(addr: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = if auth { format!("Authorization: {AUTH}\r\n") } else { String::new() };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    (status, raw[end + 4..].to_vec())
+}
+
+fn json(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    let (status, body) = request(addr, method, path, true, body);
+    let v = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    (status, v)
+}
+
+fn names(addr: &str) -> Vec<String> {
+    let (status, list) = json(addr, "GET", "/api/v1/snapshots", b"");
+    assert_eq!(status, 200, "{list}");
+    list["snapshots"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// Waits until no snapshot is running and returns the last one's outcome, which must be a success.
+fn wait_done(addr: &str, name: &str) {
+    let last = util::wait_for("the snapshot to finish", Duration::from_secs(90), || {
+        let (_, list) = json(addr, "GET", "/api/v1/snapshots", b"");
+        (list["status"]["running"].is_null() && list["status"]["last"]["name"] == name)
+            .then(|| list["status"]["last"].clone())
+    });
+    assert_eq!(last["ok"], true, "{last}");
+}
+
+fn take(addr: &str, pid: i32) -> String {
+    let (status, started) = json(addr, "POST", &format!("/api/v1/snapshot?pid={pid}"), b"");
+    assert_eq!(status, 202, "{started}");
+    let name = started["name"].as_str().unwrap().to_string();
+    wait_done(addr, &name);
+    name
+}
+
+fn alert(node: &str, pid: i32) -> Vec<u8> {
+    serde_json::json!({
+        "version": "4",
+        "status": "firing",
+        "receiver": "snapshots",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "NodejsHeapLeak", "pid": pid.to_string(), "node": node, "instance": "127.0.0.1:19229"},
+            "annotations": {},
+            "startsAt": "2026-01-01T00:00:00Z",
+        }],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn snapshots_over_http_and_from_alertmanager() {
+    let Some(app) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "idle.js", &[], &[]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snaps");
+    let config = tmp.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "discovery:\n  include: []\n  pids: [{}]\nsnapshots:\n  dir: {}\n  max_files: 2\n  node_name: test-node\n",
+            app.pid,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let web = tmp.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  alice: {}\n", bcrypt::hash("s3cret", 4).unwrap())).unwrap();
+    let e = Exporter::start_with(
+        Command::new(util::exporter_bin()),
+        &[&format!("--config.file={}", config.display()), &format!("--web.config.file={}", web.display())],
+    );
+    let addr = e.addr.as_str();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+
+    // Behind the endpoint's authentication.
+    let post = format!("/api/v1/snapshot?pid={}", app.pid);
+    assert_eq!(request(addr, "POST", &post, false, b"").0, 401);
+    assert_eq!(request(addr, "GET", "/api/v1/snapshots", false, b"").0, 401);
+    assert_eq!(request(addr, "POST", "/api/v1/alertmanager", false, &alert("test-node", app.pid)).0, 401);
+    assert!(names(addr).is_empty());
+    // Only watched processes.
+    assert_eq!(request(addr, "POST", &format!("/api/v1/snapshot?pid={}", e.pid()), true, b"").0, 404);
+    assert_eq!(request(addr, "POST", "/api/v1/snapshot", true, b"").0, 400);
+
+    // One snapshot: listed, 0600, downloaded as written.
+    let first = take(addr, app.pid);
+    assert!(first.contains(&format!("-{}-", app.pid)) && first.ends_with(".heapsnapshot"), "{first}");
+    assert_eq!(names(addr), [first.as_str()]);
+    let file = dir.join(&first);
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let (status, bytes) = request(addr, "GET", &format!("/api/v1/snapshots/{first}"), true, b"");
+    assert_eq!(status, 200);
+    assert!(bytes.len() > 100_000, "{} bytes", bytes.len());
+    assert!(bytes == std::fs::read(&file).unwrap(), "the download differs from the file");
+    for bad in
+        ["/api/v1/snapshots/..%2Fconfig.yml", "/api/v1/snapshots/../config.yml", "/api/v1/snapshots/x.heapsnapshot"]
+    {
+        assert_eq!(request(addr, "GET", bad, true, b"").0, 404, "{bad}");
+    }
+    assert_eq!(request(addr, "GET", &format!("/api/v1/snapshots/{first}"), false, b"").0, 401);
+
+    // The count cap: the third snapshot removes the first.
+    let second = take(addr, app.pid);
+    let third = take(addr, app.pid);
+    assert_eq!(names(addr), [second.clone(), third.clone()]);
+    assert!(!file.exists());
+    // Both parse, as snapshots of one process.
+    let out = Command::new(util::exporter_bin())
+        .args(["diff", "--output", "json"])
+        .args([dir.join(&second), dir.join(&third)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "diff: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).expect("diff's JSON");
+
+    // Alertmanager: another node's alert is left to its exporter; this node's takes one snapshot,
+    // once an hour per process.
+    let (status, done) = json(addr, "POST", "/api/v1/alertmanager", &alert("other-node", app.pid));
+    assert_eq!((status, &done["other_node"], done["started"].as_array().unwrap().len()), (200, &Value::from(1), 0));
+    let (status, done) = json(addr, "POST", "/api/v1/alertmanager", &alert("test-node", app.pid));
+    assert_eq!(status, 200, "{done}");
+    let started = done["started"][0][1].as_str().unwrap_or_else(|| panic!("{done}")).to_string();
+    wait_done(addr, &started);
+    assert_eq!(names(addr), [third, started]);
+    let (_, again) = json(addr, "POST", "/api/v1/alertmanager", &alert("test-node", app.pid));
+    assert_eq!((&again["skipped"], again["started"].as_array().unwrap().len()), (&Value::from(1), 0), "{again}");
+    assert_eq!(request(addr, "POST", "/api/v1/alertmanager", true, b"not json").0, 400);
+
+    let (status, metrics) = request(addr, "GET", "/metrics", true, b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    let count = |result| metric_value(&metrics, "nodejs_leak_exporter_snapshots_total", &[("result", result)]);
+    assert_eq!((count("success"), count("failure"), count("skipped")), (Some(4.0), Some(0.0), Some(1.0)));
+    if let Some(promtool) = util::require_tool("promtool") {
+        util::promtool_check(&promtool, &metrics);
+    }
+}
+
+#[test]
+fn without_a_snapshot_dir_the_api_says_how_to_turn_it_on() {
+    let e = Exporter::start(&[]);
+    let (status, body) = util::http_request(&e.addr, "POST", "/api/v1/snapshot?pid=1");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("--snapshot.dir"));
+    assert_eq!(e.get("/api/v1/snapshots").0, 404);
+    assert!(!e.metrics().contains("nodejs_leak_exporter_snapshots_total"));
+}
