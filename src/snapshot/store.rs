@@ -238,9 +238,16 @@ impl Store {
                 }
                 Err(e) => {
                     store.counts.failure.fetch_add(1, Ordering::Relaxed);
+                    // capture's own message names the CLI's --max-size.
+                    let e = match e {
+                        capture::CaptureError::TooLarge { max } => format!(
+                            "the snapshot exceeds the {max} bytes snapshots.max_bytes leaves; the partial file was removed"
+                        ),
+                        e => e.to_string(),
+                    };
                     tracing::warn!(pid, error = %e, "heap snapshot failed");
                     let seconds = started.elapsed().as_secs_f64();
-                    Outcome { pid, name: file, ok: false, bytes: 0, seconds, error: Some(e.to_string()), finished: 0.0 }
+                    Outcome { pid, name: file, ok: false, bytes: 0, seconds, error: Some(e), finished: 0.0 }
                 }
             };
             let mut status = store.status.lock().expect("snapshot status lock");

@@ -179,3 +179,34 @@ fn without_a_snapshot_dir_the_api_says_how_to_turn_it_on() {
     assert_eq!(e.get("/api/v1/snapshots").0, 404);
     assert!(!e.metrics().contains("nodejs_leak_exporter_snapshots_total"));
 }
+
+#[test]
+fn a_snapshot_past_the_size_cap_is_abandoned_and_leaves_no_file() {
+    let Some(app) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "idle.js", &[], &[]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snaps");
+    let config = tmp.path().join("config.yml");
+    // An idle app's snapshot is a few MiB: past the smallest cap.
+    std::fs::write(
+        &config,
+        format!(
+            "discovery:\n  include: []\n  pids: [{}]\nsnapshots:\n  dir: {}\n  max_bytes: 1048576\n",
+            app.pid,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start_with(Command::new(util::exporter_bin()), &[&format!("--config.file={}", config.display())]);
+    let (status, body) = util::http_request(&e.addr, "POST", &format!("/api/v1/snapshot?pid={}", app.pid));
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let last = util::wait_for("the snapshot to end", Duration::from_secs(90), || {
+        let list: Value = serde_json::from_str(&e.get("/api/v1/snapshots").1).unwrap();
+        (list["status"]["running"].is_null() && !list["status"]["last"].is_null())
+            .then(|| list["status"]["last"].clone())
+    });
+    assert_eq!(last["ok"], false, "{last}");
+    assert!(last["error"].as_str().unwrap().contains("exceeds"), "{last}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the partial file is removed");
+    let failures = metric_value(&e.metrics(), "nodejs_leak_exporter_snapshots_total", &[("result", "failure")]);
+    assert_eq!(failures, Some(1.0));
+}
