@@ -108,7 +108,10 @@ fn the_listener_leak_is_attributed_to_the_function_that_adds_the_listener() {
 fn the_fixed_twin_has_no_growing_site() {
     let Some(app) = leaky_app("none") else { return };
     let report = profile_json(app.pid, RUN);
-    assert_eq!(report["growing"], json!([]), "{report:#}");
+    // No site of the app's code grows. (Node.js internals may, on a loaded machine: the
+    // fixture's own traffic timers fall behind and queue up — `processTimers` grew 2.6 kB/s in a
+    // CI run beside 240 other processes — which is load, not the app's code.)
+    assert_eq!(user_growing(&report), Vec::<&Value>::new(), "{report:#}");
     // It was sampled all along: its handler's live allocations (the bounded cache) are there.
     assert!(report["largest"].as_array().unwrap().iter().any(|s| s["function"] == "onRequest"), "{report:#}");
 }

@@ -253,7 +253,9 @@ impl Collector for InspectorCollector {
     }
 
     fn shutdown(&mut self) {
-        self.stop_all(Duration::from_secs(3));
+        // Each session finishes the call it is in (at most the call timeout), then uninstalls:
+        // two more calls. 5 s leaves room for a loaded machine within the exporter's 8 s.
+        self.stop_all(Duration::from_secs(5));
     }
 
     fn render(&self, targets: &[&Target], out: &mut Families) {
@@ -642,16 +644,27 @@ async fn attach(
     let setup = [
         (Call::NotifyDisconnect, json!({"enabled": true})),
         (Call::AddBinding, json!({"name": BINDING})),
+        // Without the DevTools command-line API where Node.js has `process.getBuiltinModule`
+        // (20.16+): an evaluation with it that arrives while Node.js 20 waits at exit for
+        // debuggers to disconnect crashes the app (SIGSEGV in V8Console::CommandLineAPIScope),
+        // and an app that ends just as the exporter attaches is exactly that case. Older
+        // versions need the API's `require`: the install is retried with it below.
         (
             Call::Install,
             json!({
                 "expression": install_expression(&settings.owner),
-                "returnByValue": true, "silent": true, "includeCommandLineAPI": true,
+                "returnByValue": true, "silent": true,
             }),
         ),
     ];
     for (c, params) in setup {
-        match call(&session, c, params, timeout).await {
+        let mut result = call(&session, c, params.clone(), timeout).await;
+        if c == Call::Install && result.as_ref().is_ok_and(|v| exception_text(v).contains("require is not defined")) {
+            let mut with_api = params;
+            with_api["includeCommandLineAPI"] = json!(true);
+            result = call(&session, c, with_api, timeout).await;
+        }
+        match result {
             Ok(v) if v.get("exceptionDetails").is_some() => {
                 return Ended::Failed(CallError::new(
                     Reason::Protocol,
