@@ -428,9 +428,12 @@ async fn run_session(
     // they are forgotten, since ports get reused.
     let mut not_ours: std::collections::HashSet<SocketAddr> = Default::default();
     let mut not_ours_since = Instant::now();
+    // The inspector of the last session that ended other than by a stop: what it installed may
+    // still be there, and is removed if the exporter stops before a new session does it.
+    let mut left_behind: Option<(SocketAddr, String)> = None;
     loop {
         if *stop.borrow() {
-            return;
+            return leave(&spec, left_behind, &*connector, &settings).await;
         }
         if not_ours_since.elapsed() > Duration::from_secs(600) {
             not_ours.clear();
@@ -443,6 +446,11 @@ async fn run_session(
         let mut counted = false;
         if let Some((addr, path)) = found.answered {
             let ended = attach(&spec, addr, &path, &shared, &mut stop, &*connector, &settings).await;
+            left_behind = match &ended {
+                // An exiting app is never reopened: a new session would hold it again.
+                Ended::Stopped | Ended::NotOurs | Ended::AppExiting => None,
+                _ => Some((addr, path.clone())),
+            };
             match &ended {
                 Ended::Stopped => return,
                 Ended::NotOurs => {
@@ -528,9 +536,39 @@ async fn run_session(
         let pause = pause.unwrap_or(backoff);
         backoff = (backoff * 2).min(settings.max_backoff);
         if wait_or_stop(&mut stop, pause).await {
-            return;
+            return leave(&spec, left_behind, &*connector, &settings).await;
         }
     }
+}
+
+/// At a stop between sessions: removes what an earlier session installed, on a session of its
+/// own (uninstall.js is idempotent: it only drops this exporter's claim). Bounded by the call
+/// timeouts, and by the collector's shutdown budget around it.
+async fn leave(
+    spec: &SessionSpec,
+    left_behind: Option<(SocketAddr, String)>,
+    connector: &dyn Connector,
+    settings: &Settings,
+) {
+    let Some((addr, path)) = left_behind else { return };
+    if !still_running(&settings.procfs, spec.key) || settings.owner.is_empty() {
+        return;
+    }
+    let Ok((session, _events)) = Session::open(connector, spec.key.pid, addr, &path, settings.connect_timeout).await
+    else {
+        return;
+    };
+    let timeout = settings.call_timeout;
+    let uninstall = uninstall_expression(&settings.owner);
+    let _ = call(
+        &session,
+        Call::Uninstall,
+        json!({"expression": uninstall, "returnByValue": true, "silent": true}),
+        timeout,
+    )
+    .await;
+    let _ = call(&session, Call::RemoveBinding, json!({"name": BINDING}), timeout).await;
+    session.close().await;
 }
 
 /// How long a failure waits to be counted, in case its process is exiting.
