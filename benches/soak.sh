@@ -33,8 +33,8 @@
 #
 # Knobs (environment, after the mode): STEADY, INSPECT_EVERY, CHURN, DURATION, MONITOR,
 # SCRAPERS, SCRAPE_PERIOD_MS, CHURN_MIN, CHURN_MAX, SIZES, WINDOW, PHASES (a, b or ab),
-# SOAK_KEEP (a directory to copy the raw data to), SOAK_BUILD=head (build the last commit, not the
-# working tree).
+# SOAK_KEEP (a directory to copy the raw data to), SOAK_BUILD=head or a commit (build that commit,
+# not the working tree).
 set -euo pipefail
 
 MODE=full
@@ -178,7 +178,7 @@ cpu_snap() {
 cpu_delta() {
     awk 'NR == FNR { s[$1] = $2; next }
          { d = $2 - ($1 in s ? s[$1] : 0); all += d; if ($3 == "sampler") smp += d; seen[$1] = 1 }
-         END { for (t in s) if (!(t in seen)) gone++; printf "%d %d %d\n", all, smp, gone }' "$1" "$2"
+         END { for (t in s) if (!(t in seen)) gone++; printf "%.0f %.0f %d\n", all, smp, gone }' "$1" "$2"
 }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
 fd_count() { local f=(/proc/"$1"/fd/*); echo "${#f[@]}"; }
@@ -348,23 +348,34 @@ if ! dpkg-query -W -f='${Status}' prometheus-process-exporter 2>/dev/null | grep
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus-process-exporter
 fi
 for c in node curl python3 ss; do command -v "$c" >/dev/null || die "$c is not installed"; done
-# The working tree, as the other benchmarks do; with SOAK_BUILD=head, or when the working tree
-# does not build (someone is in the middle of a change), the last commit, exported to a temporary
+# The working tree, as the other benchmarks do; with SOAK_BUILD=head (or a commit), or when the
+# working tree does not build (someone is in the middle of a change), the last commit, exported to a temporary
 # directory and built in target/soak-head. The binary is copied, so a build during the run (phase
 # B restarts the exporter) cannot swap it.
 log "building nodejs-leak-exporter (release)"
-rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ ${SOAK_BUILD:-worktree} != head ]] && cargo build --release --quiet 2>"$WORK/build.err"; then
+build=${SOAK_BUILD:-worktree}
+[[ $build == head ]] && build=HEAD
+if [[ $build == worktree ]]; then
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+else
+    rev=$(git -C "$ROOT" rev-parse --short "$build^{commit}") || die "SOAK_BUILD=$build is not a commit"
+fi
+if [[ $build == worktree ]] && cargo build --release --quiet 2>"$WORK/build.err"; then
     built=$ROOT/target/release/nodejs-leak-exporter
     [[ -z $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] || rev="$rev + uncommitted changes to src/"
 else
-    [[ ${SOAK_BUILD:-worktree} == head ]] ||
+    [[ $build != worktree ]] ||
         log "the working tree does not build ($(grep -m1 '^error' "$WORK/build.err" || echo 'see cargo')); building commit $rev instead"
-    # A fixed place for the sources (with the commit's file times), so cargo's cache holds.
-    rm -rf "$ROOT/target/soak-head/src"
+    # A fixed place for the sources (with the commit's file times), so cargo's cache holds for the
+    # same commit; for another commit the files are touched, since an older commit's times would
+    # look older than the last build's outputs.
+    last=$(cat "$ROOT/target/soak-head/built-rev" 2>/dev/null || true)
+    rm -rf "$ROOT/target/soak-head/src" "$ROOT/target/soak-head/built-rev"
     mkdir -p "$ROOT/target/soak-head/src"
-    git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$ROOT/target/soak-head/src"
+    git -C "$ROOT" archive --format=tar "$rev" | tar -x -C "$ROOT/target/soak-head/src"
+    [[ $last == "$rev" ]] || find "$ROOT/target/soak-head/src" -type f -exec touch {} +
     CARGO_TARGET_DIR=$ROOT/target/soak-head cargo build --release --quiet --manifest-path "$ROOT/target/soak-head/src/Cargo.toml"
+    echo "$rev" >"$ROOT/target/soak-head/built-rev"
     built=$ROOT/target/soak-head/release/nodejs-leak-exporter
 fi
 [[ -x $built ]] || die "$built was not built"
@@ -499,7 +510,7 @@ fi
 # 3. Phase B: cost per target.
 
 if [[ $PHASES == *b* ]]; then
-    printf 'size\tstatus\tnodes\tour_targets\tour_samples\tour_scrapes\tour_ns\tour_sampler_ns\tour_ticks\tsample_dur_mean\tour_rss_kb\tpe_procs\tpe_scrapes\tpe_ns\tpe_ticks\tpe_scrape_p50\tpe_rss_kb\tbusy_pct\tour_threads_gone\tpe_threads_gone\n' >"$WORK/phaseb.tsv"
+    printf 'size\tstatus\tnodes\tour_targets\tour_samples\tour_scrapes\tour_ns\tour_sampler_ns\tour_ticks\tsample_dur_mean\tour_rss_kb\tpe_procs\tpe_scrapes\tpe_ns\tpe_ticks\tpe_scrape_p50\tpe_rss_kb\tbusy_pct\tour_threads_gone\tpe_threads_gone\tscanned\n' >"$WORK/phaseb.tsv"
     for size in $SIZES; do
         add=$((size - ${#NODE_PIDS[@]}))
         if ((add > 0)); then
@@ -559,16 +570,17 @@ if [[ $PHASES == *b* ]]; then
         mach1=$(awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat)
         busy=$(awk -v a="$mach0" -v b="$mach1" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
         targets=$(metric "$WORK/our_b.prom" 'nodejs_leak_exporter_targets{state="active"}')
+        scanned=$(metric "$WORK/our_b.prom" nodejs_leak_exporter_scanned_processes)
         pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_b.prom")
         pe_p50=$(sort -g "$WORK/b_pe_lat" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
         dur_mean=$(awk '{ s += $1; n++ } END { if (n) printf "%.9g", s / n; else print "nan" }' "$WORK/b_dur")
         read -r our_ns our_s_ns our_gone < <(cpu_delta "$WORK/our_cpu0" "$WORK/our_cpu1")
         read -r pe_ns _ pe_gone < <(cpu_delta "$WORK/pe_cpu0" "$WORK/pe_cpu1")
         # Scrapes of ours between the two CPU readings: k = 1 .. K-1.
-        printf '%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        printf '%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
             "$size" "$(node_count)" "$targets" "$((s1 - s0))" "$((K - 1))" "$our_ns" "$our_s_ns" \
             "$((our_t1 - our_t0))" "$dur_mean" "$(status_kb "$OUR_PID" VmRSS)" "$pe_procs" "$K" "$pe_ns" \
-            "$((pe_t1 - pe_t0))" "$pe_p50" "$(status_kb "$PE_PID" VmRSS)" "$busy" "$our_gone" "$pe_gone" >>"$WORK/phaseb.tsv"
+            "$((pe_t1 - pe_t0))" "$pe_p50" "$(status_kb "$PE_PID" VmRSS)" "$busy" "$our_gone" "$pe_gone" "$scanned" >>"$WORK/phaseb.tsv"
         log "phase B: $size targets measured ($targets active targets, $((s1 - s0)) samples, process-exporter $pe_procs processes)"
         stop_exporters
     done

@@ -203,9 +203,17 @@ def phase_a(work, meta):
         f"| CPU per sample (ours: the sampler thread, schedstat) / per scrape (theirs, ticks) "
         f"| {ms(sampler_per_sample)} | {ms(pe_per_scrape)} |"
     )
+    errors = []
+    mon = os.path.join(work, "mon.prom")
+    if os.path.exists(mon):
+        with open(mon) as f:
+            for line in f:
+                if line.startswith("nodejs_leak_exporter_collector_errors_total{"):
+                    labels, _, value = line.rpartition(" ")
+                    errors.append(f"{int(float(value))} {labels[labels.index('{'):]}")
     print(
         f"| Node.js processes discovered over the run; collector errors | "
-        f"{int(last['discovered'])}; {int(last['errors']) if not math.isnan(last['errors']) else 0} | |"
+        f"{int(last['discovered'])}; {', '.join(errors) or 0} | |"
     )
     print()
     print(
@@ -233,56 +241,55 @@ def phase_b(work, meta):
         f"a warm-up, then {window} s at one cycle per {meta['interval']} s (ours samples on its timer "
         f"with its defaults and `--discovery.min-age=1s` and is scraped once per sample; "
         f"process-exporter `-threads=false -gather-smaps=false`, config `comm: node`, is scraped once "
-        f"per {meta['interval']} s). CPU from `/proc/PID/task/*/schedstat` (ns, all threads); "
-        f"in brackets from the 10 ms ticks of `/proc/PID/stat`. Targets: ours counts its active "
-        f"targets, process-exporter `num_procs` (both include Node.js processes of other work).\n"
+        f"per {meta['interval']} s). CPU is utime+stime of the whole process from `/proc/PID/stat` "
+        f"(10 ms ticks, every thread, exited ones too; ±1 tick per reading); in brackets the ns of "
+        f"`/proc/PID/task/*/schedstat` summed over the threads alive at both ends (it misses threads "
+        f"that came and went in the window). Targets: ours counts its active targets, "
+        f"process-exporter `num_procs` (both include Node.js processes of other work).\n"
     )
     print(
-        "| targets | **ours ms/sample** (whole process, incl. one scrape) | sampler thread ms/sample "
+        "| targets | **ours ms/sample** (whole process, incl. one scrape) | of which the sampler thread "
         "| **per target µs** (marginal) | sample wall time (mean) | **process-exporter ms/scrape** "
-        "| per target µs (marginal) | **ratio** (theirs / ours) | RSS ours / theirs | machine busy |"
+        "| per target µs (marginal) | **ratio** (theirs / ours) | RSS ours / theirs | processes on the host "
+        "| machine busy |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     tck = num(meta["tck"])
     prev = None
-    notes = []
+    clamped = False
     for r in rows:
         if r["status"] != "ok":
-            print(f"| {r['size']} | {r['status']} | | | | | | | | |")
+            print(f"| {r['size']} | {r['status']} | | | | | | | | | |")
             continue
         n = int(r["our_samples"])
         targets = num(r["our_targets"])
         pe_procs = num(r["pe_procs"])
-        ours = num(r["our_ns"]) / 1e6 / n
-        ours_ticks = num(r["our_ticks"]) / tck * 1000 / n
+        ours = num(r["our_ticks"]) / tck * 1000 / n
+        ours_ns = num(r["our_ns"]) / 1e6 / n
         sampler = num(r["our_sampler_ns"]) / 1e6 / n
         k = int(r["pe_scrapes"])
-        theirs = num(r["pe_ns"]) / 1e6 / k
-        theirs_ticks = num(r["pe_ticks"]) / tck * 1000 / k
+        theirs = num(r["pe_ticks"]) / tck * 1000 / k
+        theirs_ns = num(r["pe_ns"]) / 1e6 / k
+        # An earlier version of the script printed these through mawk's %d, which stops at 2^31.
+        if r["pe_ns"] == "2147483647" or r["our_ns"] == "2147483647":
+            clamped = True
+        pe_ns_txt = "n/a*" if r["pe_ns"] == "2147483647" else f"{theirs_ns:.1f}"
         # Marginal: the cost of the targets added since the size before, per target.
         m_ours = m_theirs = ""
         if prev is not None and targets > prev[0] and pe_procs > prev[2]:
-            m_ours = f" ({1000 * (ours - prev[1]) / (targets - prev[0]):.1f})"
+            m_ours = f" ({1000 * (ours - prev[1]) / (targets - prev[0]):.0f})"
             m_theirs = f" ({1000 * (theirs - prev[3]) / (pe_procs - prev[2]):.0f})"
         prev = (targets, ours, pe_procs, theirs)
-        gone = int(r.get("our_threads_gone") or 0) + int(r.get("pe_threads_gone") or 0)
-        if gone:
-            notes.append(
-                f"At {r['size']}: {gone} thread(s) exited during the window; their CPU in it is not "
-                f"counted in the schedstat figure (the ticks in brackets count it)."
-            )
         print(
-            f"| {int(targets)} (of {r['size']} started) | {ours:.2f} ms [{ours_ticks:.1f}] | {sampler:.2f} ms "
-            f"| {1000 * ours / targets:.1f} µs{m_ours} | {num(r['sample_dur_mean']) * 1000:.2f} ms "
-            f"| {theirs:.1f} ms [{theirs_ticks:.1f}] ({int(pe_procs)} procs) | {1000 * theirs / pe_procs:.0f} µs{m_theirs} "
+            f"| {int(targets)} (of {r['size']} started) | {ours:.1f} ms [{ours_ns:.1f}] | {sampler:.1f} ms "
+            f"| {1000 * ours / targets:.0f} µs{m_ours} | {num(r['sample_dur_mean']) * 1000:.1f} ms "
+            f"| {theirs:.1f} ms [{pe_ns_txt}] ({int(pe_procs)} procs) | {1000 * theirs / pe_procs:.0f} µs{m_theirs} "
             f"| **{theirs / ours:.1f}×** | {mib(num(r['our_rss_kb']))} / {mib(num(r['pe_rss_kb']))} "
-            f"| {r['busy_pct']}% |"
+            f"| {r.get('scanned') or 'n/a'} | {r['busy_pct']}% |"
         )
     print()
-    for n in notes:
-        print(n)
-    if notes:
-        print()
+    if clamped:
+        print("\\* not recorded: this run's script clamped ns at 2^31 (fixed since).\n")
 
 
 def main():
