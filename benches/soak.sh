@@ -27,8 +27,9 @@
 # incrementally), a fresh pair of exporters, a warm-up, then WINDOW seconds at one cycle per 5 s:
 # ours samples on its own timer and is scraped once between two samples (as Prometheus would);
 # process-exporter, which reads /proc inside each scrape, is scraped once every 5 s. CPU is
-# ns of all threads (/proc/PID/task/*/schedstat; 10 ms ticks of /proc/PID/stat as a check), read
-# by this script for both. A size is skipped, and said so, when MemAvailable cannot hold its
+# utime+stime of /proc/PID/stat (10 ms ticks, every thread, exited ones too), with the ns of
+# /proc/PID/task/*/schedstat of the threads alive at both ends beside it (and of the sampler
+# thread alone), read by this script for both. A size is skipped, and said so, when MemAvailable cannot hold its
 # processes (an idle node needs ~7 MiB of its own memory; the rest of its RSS is shared).
 #
 # Knobs (environment, after the mode): STEADY, INSPECT_EVERY, CHURN, DURATION, MONITOR,
