@@ -385,6 +385,13 @@ pub struct Observation {
 }
 
 impl LeakState {
+    /// Points held in the histories of all signals and windows: at most `BUCKETS` points and as
+    /// many floor points per window and signal, so the memory a process costs is bounded, and it
+    /// fills for as long as the longest window (6h by default) after the process appears.
+    pub fn points_held(&self) -> usize {
+        self.signals.iter().flat_map(|s| &s.windows).map(|w| w.points.len() + w.floors.len()).sum()
+    }
+
     pub fn new(settings: &LeakSettings) -> Self {
         let signal = SignalState {
             windows: settings.windows.iter().map(|w| WindowHistory::new(*w, settings.interval)).collect(),
@@ -765,6 +772,21 @@ mod tests {
             self.0 ^= self.0 << 17;
             (self.0 >> 11) as f64 / (1u64 << 53) as f64
         }
+    }
+
+    #[test]
+    fn the_history_fills_for_the_longest_window_and_then_stays_bounded() {
+        let s = settings();
+        let held = |minutes: f64| {
+            let (_, state) = feed(&s, minutes, Signal::Rss, |t| (1e8 + t, None));
+            state.points_held()
+        };
+        let (half_hour, six_hours, two_days) = (held(30.0), held(6.0 * 60.0), held(48.0 * 60.0));
+        // 15m: up to 60 buckets of 15 s; 1h: 60 of 1 min; 6h: 60 of 6 min. No floors without
+        // drops. After 30 minutes: the first full, about half the second, a twelfth of the third.
+        assert!((85..=95).contains(&half_hour), "{half_hour}");
+        assert!(six_hours > half_hour && six_hours <= 3 * BUCKETS + 3, "{six_hours}");
+        assert_eq!(two_days, six_hours, "bounded after the longest window");
     }
 
     #[test]

@@ -101,6 +101,7 @@ struct SelfMetrics {
     last_sample: Gauge,
     discovered: IntCounter,
     processes_scanned: Gauge,
+    history_points: Gauge,
 }
 
 impl SelfMetrics {
@@ -154,8 +155,16 @@ impl SelfMetrics {
             "Processes of any kind seen under procfs at the last scan.",
         )
         .expect("valid metric");
+        // Tells the exporter's own memory growth apart from a leak: its histories fill for the
+        // longest leak window after start (and shrink with the targets), then stay bounded.
+        let history_points = Gauge::new(
+            "nodejs_leak_exporter_history_points",
+            "Points held in the leak histories of all targets (8 bytes each); bounded by targets x signals x windows x 120.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(history_points.clone()),
             Box::new(targets.clone()),
             Box::new(collector_duration.clone()),
             Box::new(collector_errors.clone()),
@@ -177,6 +186,7 @@ impl SelfMetrics {
             last_sample,
             discovered,
             processes_scanned,
+            history_points,
         }
     }
 }
@@ -446,13 +456,15 @@ impl Sampler {
         let now = Instant::now();
         let t = now.duration_since(self.epoch).as_secs_f64();
         let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mut points = 0;
         for target in self.registry.iter_mut() {
-            if matches!(target.state, TargetState::Exited { .. }) {
-                continue;
+            if !matches!(target.state, TargetState::Exited { .. }) {
+                let o = crate::leak::observation(target, t, now, unix_now);
+                target.leak.get_or_insert_with(|| crate::leak::LeakState::new(&self.leak)).observe(&o, &self.leak);
             }
-            let o = crate::leak::observation(target, t, now, unix_now);
-            target.leak.get_or_insert_with(|| crate::leak::LeakState::new(&self.leak)).observe(&o, &self.leak);
+            points += target.leak.as_ref().map_or(0, |l| l.points_held());
         }
+        self.self_metrics.history_points.set(points as f64);
     }
 
     fn render(&mut self, started: Instant) -> Snapshot {
