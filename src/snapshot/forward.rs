@@ -270,8 +270,11 @@ impl Forwarder {
                         Some(format!("answered {status}: {}", text.trim().chars().take(200).collect::<String>()));
                 }
             }
-            Ok(Err(e)) => outcome.error = Some(error_chain(&e)),
-            Err(_) => outcome.error = Some(format!("no answer within {:?}", self.timeout)),
+            Ok(Err(e)) if !e.is_timeout() => outcome.error = Some(error_chain(&e)),
+            // The client's timeout or this one, whichever noticed first.
+            Ok(Err(_)) | Err(_) => {
+                outcome.error = Some(format!("no answer within {}", humantime::format_duration(self.timeout)))
+            }
         }
         outcome
     }
