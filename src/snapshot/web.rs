@@ -254,7 +254,6 @@ async fn alertmanager(store: &Arc<Store>, body: &[u8], targets: &Snapshot, origi
     let forwarded_by = origin.headers.get(FORWARDED_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let mut result = WebhookResult::default();
     let mut to_forward: Vec<(Instance, &Alert)> = Vec::new();
-    // Read once per webhook, and only for an alert that could be forwarded.
     let mut local_addresses: Option<BTreeSet<IpAddr>> = None;
     for alert in &hook.alerts {
         let name = alert.labels.get("alertname").map(String::as_str).unwrap_or_default();
@@ -269,21 +268,19 @@ async fn alertmanager(store: &Arc<Store>, body: &[u8], targets: &Snapshot, origi
                 continue;
             }
             let not_forwarded = &mut result.not_forwarded;
-            let instance = alert.labels.get("instance").and_then(|i| Instance::parse(i));
-            match instance {
-                _ if forwarded_by.is_some() => not_forwarded.forwarded_request += 1,
-                None => not_forwarded.bad_instance += 1,
-                Some(i)
-                    if origin.listen.is_some_and(|listen| {
-                        let local = local_addresses.get_or_insert_with(forward::local_addresses);
-                        forward::is_own_listener(&i, listen, local, &[&settings.node_name])
-                    }) =>
-                {
-                    not_forwarded.own_listener += 1
-                }
-                Some(i) => {
-                    to_forward.push((i, alert));
-                    continue;
+            if forwarded_by.is_some() {
+                // A forward's receiver acts only on its own node: no chains, no loops.
+                not_forwarded.forwarded_request += 1;
+            } else {
+                match alert.labels.get("instance").and_then(|i| Instance::parse(i)) {
+                    None => not_forwarded.bad_instance += 1,
+                    Some(i) if is_own_listener(&i, origin, &settings.node_name, &mut local_addresses) => {
+                        not_forwarded.own_listener += 1
+                    }
+                    Some(i) => {
+                        to_forward.push((i, alert));
+                        continue;
+                    }
                 }
             }
             result.other_node += 1;
@@ -300,7 +297,7 @@ async fn alertmanager(store: &Arc<Store>, body: &[u8], targets: &Snapshot, origi
         }
         match store.start(pid, app) {
             Ok(file) => {
-                tracing::info!(pid, alert = name, file = %file, "taking a heap snapshot for a firing alert");
+                tracing::info!(pid, alert = name, file = %file, forwarded_by, "taking a heap snapshot for a firing alert");
                 result.started.push((pid, file));
             }
             Err(StartError::Busy(_)) => {
@@ -316,6 +313,15 @@ async fn alertmanager(store: &Arc<Store>, body: &[u8], targets: &Snapshot, origi
         result.forwarded = forward_all(store, forwarder, groups, origin).await;
     }
     Reply::json(200, &result)
+}
+
+/// Whether `instance` is this exporter's listener; `local` caches this host's addresses, read at
+/// most once per webhook and only when an alert could be forwarded.
+fn is_own_listener(instance: &Instance, origin: &Origin<'_>, node: &str, local: &mut Option<BTreeSet<IpAddr>>) -> bool {
+    origin.listen.is_some_and(|listen| {
+        let local = local.get_or_insert_with(forward::local_addresses);
+        forward::is_own_listener(instance, listen, local, &[node])
+    })
 }
 
 /// Forwards each group of alerts to its instance, all at once, and waits for every answer.
