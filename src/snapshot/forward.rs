@@ -348,6 +348,21 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_that_holds_no_certificate_stops_the_start_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate\n").unwrap();
+        for path in [dir.path().join("missing.pem"), not_pem] {
+            let settings =
+                ForwardSettings { timeout: Duration::from_secs(1), ca_file: Some(path), insecure_skip_verify: false };
+            let err = Forwarder::new(&settings).err().expect("refused").to_string();
+            assert!(err.starts_with("snapshots.forward_ca_file"), "{err}");
+        }
+        let plain = ForwardSettings { timeout: Duration::from_secs(1), ca_file: None, insecure_skip_verify: false };
+        assert!(Forwarder::new(&plain).is_ok());
+    }
+
+    #[test]
     fn our_own_listener_is_recognised() {
         let listen: SocketAddr = "0.0.0.0:19229".parse().unwrap();
         let local: BTreeSet<IpAddr> = ["10.1.2.3".parse().unwrap()].into();
