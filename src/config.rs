@@ -92,7 +92,7 @@ pub struct SnapshotsConfig {
     pub forward_timeout: Duration,
     /// PEM file of a CA trusted for the other exporters' certificates when the listener speaks
     /// TLS, on top of the system's roots. The certificate must still name the address forwarded to
-    /// (the pod IP), as a cert-manager CSI driver certificate can.
+    /// (the alert's `instance`: a pod IP, or the node IP with `hostNetwork`).
     pub forward_ca_file: Option<PathBuf>,
     /// Accept any certificate from the other exporters: the forward (with the request's
     /// credentials) is still encrypted but not authenticated, so anyone who can take over a pod IP
