@@ -167,6 +167,7 @@ fn start_server(runtime: &tokio::runtime::Runtime, web: Option<&Path>, metrics: 
         web: Arc::new(web.map(|p| WebConfig::load(p).unwrap()).unwrap_or_else(WebConfig::disabled)),
         server_metrics: Arc::new(ServerMetrics::new()),
         reload: None,
+        listen_address: None,
     };
     let listener = runtime.block_on(server::bind("127.0.0.1:0".parse().unwrap())).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -145,6 +145,7 @@ where
             web,
             server_metrics,
             reload: config.web.enable_lifecycle.then_some(reload_tx),
+            listen_address: listener.local_addr().ok(),
         };
         http::serve(listener, state, until).await?;
         anyhow::Ok(())

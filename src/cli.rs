@@ -81,6 +81,12 @@ pub struct RunArgs {
     #[arg(long = "snapshot.dir", value_name = "DIR")]
     pub snapshot_dir: Option<PathBuf>,
 
+    /// Forward a firing heap alert for another node to the exporter that scraped it (the alert's
+    /// instance label), passing on the request's credentials: for a DaemonSet behind one Service
+    /// URL, where Alertmanager's webhook reaches a random pod.
+    #[arg(long = "snapshot.forward", action = ArgAction::SetTrue)]
+    pub snapshot_forward: bool,
+
     /// Push metrics over OTLP to this receiver: a base URL, http://collector:4318 for
     /// http/protobuf (/v1/metrics is appended), http://collector:4317 for grpc; https:// for TLS
     /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; unset: no push].
@@ -295,6 +301,9 @@ impl Parsed {
         if let Some(v) = &a.snapshot_dir {
             c.snapshots.dir = Some(v.clone());
         }
+        if a.snapshot_forward {
+            c.snapshots.forward = true;
+        }
         self.lay_otlp_flags(&mut c);
         if let Some(v) = &a.procfs {
             c.paths.procfs = v.clone();
@@ -471,6 +480,19 @@ mod tests {
         assert!(parse_from(["x", "--otlp.header=nonsense"]).is_err());
         let p = parse_from(["x", "--otlp.endpoint=collector:4317"]).unwrap();
         assert!(p.config().unwrap_err().to_string().starts_with("otlp.endpoint"));
+    }
+
+    #[test]
+    fn forwarding_alerts_is_opt_in_from_the_file_or_the_flag() {
+        assert!(!parse_from(["x"]).unwrap().config().unwrap().snapshots.forward);
+        let p = parse_from(["x", "--snapshot.dir=/tmp/s", "--snapshot.forward"]).unwrap();
+        assert!(p.config().unwrap().snapshots.forward);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yml");
+        std::fs::write(&file, "snapshots:\n  forward: true\n  forward_timeout: 3s\n").unwrap();
+        let c = parse_from(["x", "--config.file", file.to_str().unwrap()]).unwrap().config().unwrap();
+        assert!(c.snapshots.forward);
+        assert_eq!(c.snapshots.forward_timeout, std::time::Duration::from_secs(3));
     }
 
     #[test]

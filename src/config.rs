@@ -82,6 +82,22 @@ pub struct SnapshotsConfig {
     pub node_name: Option<String>,
     /// Alert names a webhook takes a snapshot for (other alerts are ignored).
     pub alerts: Vec<String>,
+    /// Forward a firing heap alert for another node to the exporter that scraped it (the alert's
+    /// `instance`), for a DaemonSet behind one Service URL where Alertmanager's webhook reaches a
+    /// random pod (`--snapshot.forward`). Off: such alerts are only counted as `other_node`.
+    pub forward: bool,
+    /// Time one forward may take, connecting included; the webhook's answer waits for the
+    /// forwards, which run side by side.
+    #[serde(deserialize_with = "de_duration")]
+    pub forward_timeout: Duration,
+    /// PEM file of a CA trusted for the other exporters' certificates when the listener speaks
+    /// TLS, on top of the system's roots. The certificate must still name the address forwarded to
+    /// (the alert's `instance`: a pod IP, or the node IP with `hostNetwork`).
+    pub forward_ca_file: Option<PathBuf>,
+    /// Accept any certificate from the other exporters: the forward (with the request's
+    /// credentials) is still encrypted but not authenticated, so anyone who can take over a pod IP
+    /// on the path receives them. An explicit opt-in for certificates that cannot name pod IPs.
+    pub forward_insecure_skip_verify: bool,
 }
 
 impl Default for SnapshotsConfig {
@@ -94,6 +110,10 @@ impl Default for SnapshotsConfig {
             timeout: Duration::from_secs(600),
             node_name: None,
             alerts: DEFAULT_SNAPSHOT_ALERTS.iter().map(|s| s.to_string()).collect(),
+            forward: false,
+            forward_timeout: Duration::from_secs(10),
+            forward_ca_file: None,
+            forward_insecure_skip_verify: false,
         }
     }
 }
@@ -120,6 +140,22 @@ impl SnapshotsConfig {
         }
         if let Some(i) = self.alerts.iter().position(|a| a.trim().is_empty()) {
             return Err(invalid(format!("snapshots.alerts[{i}]"), "an empty alert name"));
+        }
+        // Alertmanager waits for the answer, which waits for the forwards.
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.forward_timeout) {
+            return Err(invalid("snapshots.forward_timeout", "must be between 100ms and 1m"));
+        }
+        if self.forward_ca_file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err(invalid(
+                "snapshots.forward_ca_file",
+                "must not be empty (leave it out for the system's roots)",
+            ));
+        }
+        if self.forward_ca_file.is_some() && self.forward_insecure_skip_verify {
+            return Err(invalid(
+                "snapshots.forward_ca_file",
+                "set together with forward_insecure_skip_verify, which would ignore it",
+            ));
         }
         Ok(())
     }
@@ -874,6 +910,8 @@ mod tests {
         assert_eq!(c.snapshots.max_files, 10);
         assert_eq!(c.snapshots.max_bytes, 4 << 30);
         assert_eq!(c.snapshots.alerts, DEFAULT_SNAPSHOT_ALERTS);
+        assert!(!c.snapshots.forward && !c.snapshots.forward_insecure_skip_verify);
+        assert_eq!(c.snapshots.forward_timeout, Duration::from_secs(10));
         let err = Config::from_yaml("snapshots:\n  dirr: /x\n").unwrap_err();
         assert!(err.contains("dirr"), "{err}");
         for (yaml, field) in [
@@ -882,6 +920,13 @@ mod tests {
             ("snapshots:\n  timeout: 0s\n", "snapshots.timeout"),
             ("snapshots:\n  node_name: ''\n", "snapshots.node_name"),
             ("snapshots:\n  alerts: [NodejsHeapLeak, '']\n", "snapshots.alerts[1]"),
+            ("snapshots:\n  forward_timeout: 0s\n", "snapshots.forward_timeout"),
+            ("snapshots:\n  forward_timeout: 5m\n", "snapshots.forward_timeout"),
+            ("snapshots:\n  forward_ca_file: ''\n", "snapshots.forward_ca_file"),
+            (
+                "snapshots:\n  forward_ca_file: /ca.pem\n  forward_insecure_skip_verify: true\n",
+                "snapshots.forward_ca_file",
+            ),
         ] {
             let err = Config::from_yaml(yaml).unwrap().validate().unwrap_err().to_string();
             assert!(err.starts_with(field), "{yaml}: {err}");

@@ -40,6 +40,8 @@ pub struct AppState {
     pub server_metrics: Arc<ServerMetrics>,
     /// Set with `--web.enable-lifecycle`: `POST /-/reload` is served.
     pub reload: Option<ReloadRequests>,
+    /// The listener's bound address: an Alertmanager webhook is never forwarded to it.
+    pub listen_address: Option<SocketAddr>,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             web: Arc::new(WebConfig::disabled()),
             server_metrics: Arc::new(ServerMetrics::new()),
             reload: None,
+            listen_address: None,
         }
     }
 }
@@ -361,7 +364,8 @@ async fn snapshot(state: &AppState, req: Request<Incoming>) -> Response<HttpBody
         Bytes::new()
     };
     let targets = state.snapshot.borrow().clone();
-    match web::handle(&parts.method, path, parts.uri.query(), &body, &targets) {
+    let origin = web::Origin { headers: &parts.headers, tls: state.web.tls_enabled(), listen: state.listen_address };
+    match web::handle(&parts.method, path, parts.uri.query(), &body, &targets, &origin).await {
         Reply::Body { status, content_type, body, allow } => {
             let mut r = Response::builder()
                 .status(status)

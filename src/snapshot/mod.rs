@@ -9,11 +9,13 @@
 //! function names and property names.
 //!
 //! Inside the exporter (`snapshots.dir`), `store` takes snapshots on the runtime into one
-//! directory under a count and size cap, and `web` serves them and Alertmanager's webhook.
+//! directory under a count and size cap, and `web` serves them and Alertmanager's webhook, which
+//! `forward` passes on to the exporter on the alert's node.
 
 pub mod capture;
 pub mod cli;
 pub mod diff;
+pub mod forward;
 pub mod graph;
 pub mod model;
 pub mod parse;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::capture::{self, CaptureSettings};
+use super::forward::{ForwardClientError, ForwardSettings, Forwarder};
 use crate::config::{Config, SnapshotsConfig};
 use crate::connector::Connector;
 
@@ -29,6 +30,8 @@ pub enum StoreError {
     Dir { path: PathBuf, source: std::io::Error },
     #[error("snapshots.dir {path} is not a directory")]
     NotADirectory { path: PathBuf },
+    #[error(transparent)]
+    Forward(#[from] ForwardClientError),
 }
 
 /// Why a snapshot was not started.
@@ -52,6 +55,8 @@ pub struct StoreSettings {
     pub ports: Vec<u16>,
     pub allowed_addresses: Vec<IpAddr>,
     pub call_timeout: Duration,
+    /// How alerts for other nodes are forwarded; None: they are not (`snapshots.forward`).
+    pub forward: Option<ForwardSettings>,
 }
 
 impl StoreSettings {
@@ -73,6 +78,11 @@ impl StoreSettings {
             // A snapshot's small calls (enable, the pid check) wait behind whatever the app is
             // doing; the collectors' 2s is short for that.
             call_timeout: i.call_timeout.max(Duration::from_secs(10)),
+            forward: s.forward.then(|| ForwardSettings {
+                timeout: s.forward_timeout,
+                ca_file: s.forward_ca_file.clone(),
+                insecure_skip_verify: s.forward_insecure_skip_verify,
+            }),
         })
     }
 }
@@ -139,6 +149,10 @@ pub struct Counts {
     pub success: AtomicU64,
     pub failure: AtomicU64,
     pub skipped: AtomicU64,
+    /// Webhooks forwarded to another exporter (one per instance), by result: the other exporter
+    /// answered 2xx, or not.
+    pub forward_success: AtomicU64,
+    pub forward_failure: AtomicU64,
 }
 
 pub struct Store {
@@ -147,6 +161,8 @@ pub struct Store {
     status: Mutex<Status>,
     /// When each pid's snapshot was last started from an alert.
     alerted: Mutex<HashMap<i32, Instant>>,
+    /// Built once at start when `snapshots.forward` is on.
+    forwarder: Option<Forwarder>,
     pub counts: Counts,
 }
 
@@ -159,7 +175,7 @@ pub fn install(config: &Config, connector: Arc<dyn Connector>) -> Result<(), Sto
     let store = match StoreSettings::from_config(config) {
         Some(settings) => {
             let store = Store::open(settings, connector)?;
-            tracing::info!(dir = %store.settings.dir.display(), node = %store.settings.node_name, "heap snapshots on request are on");
+            tracing::info!(dir = %store.settings.dir.display(), node = %store.settings.node_name, forward = store.forwarder.is_some(), "heap snapshots on request are on");
             Some(Arc::new(store))
         }
         None => None,
@@ -188,8 +204,10 @@ impl Store {
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the snapshot directory is open to other users; the files themselves are 0600");
         }
+        let forwarder = settings.forward.as_ref().map(Forwarder::new).transpose()?;
         Ok(Store {
             settings,
+            forwarder,
             connector,
             status: Mutex::new(Status::default()),
             alerted: Mutex::new(HashMap::new()),
@@ -199,6 +217,11 @@ impl Store {
 
     pub fn settings(&self) -> &StoreSettings {
         &self.settings
+    }
+
+    /// The client that forwards alerts for other nodes, when `snapshots.forward` is on.
+    pub fn forwarder(&self) -> Option<&Forwarder> {
+        self.forwarder.as_ref()
     }
 
     pub fn status(&self) -> Status {
@@ -328,6 +351,18 @@ impl Store {
             let _ = writeln!(
                 out,
                 "nodejs_leak_exporter_snapshots_total{{result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        if self.forwarder.is_none() {
+            return;
+        }
+        out.push_str("# HELP nodejs_leak_exporter_snapshot_forwards_total Alertmanager webhooks forwarded to the exporter on the alert's node (snapshots.forward), one per instance, by result: success (it answered 2xx) or failure.\n");
+        out.push_str("# TYPE nodejs_leak_exporter_snapshot_forwards_total counter\n");
+        for (result, n) in [("failure", &self.counts.forward_failure), ("success", &self.counts.forward_success)] {
+            let _ = writeln!(
+                out,
+                "nodejs_leak_exporter_snapshot_forwards_total{{result=\"{result}\"}} {}",
                 n.load(Ordering::Relaxed)
             );
         }
@@ -483,6 +518,7 @@ mod tests {
             ports: vec![],
             allowed_addresses: vec![],
             call_timeout: Duration::from_secs(1),
+            forward: None,
         };
         let store = Store::open(settings, Arc::new(crate::connector::DirectConnector)).unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
@@ -515,6 +551,7 @@ mod tests {
             ports: vec![],
             allowed_addresses: vec![],
             call_timeout: Duration::from_secs(1),
+            forward: None,
         };
         let store = Arc::new(Store::open(settings, Arc::new(crate::connector::DirectConnector)).unwrap());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -1,12 +1,13 @@
 //! Heap snapshots through the exporter's HTTP API (`--snapshot.dir`): behind basic auth, taken in
 //! the background, listed, downloaded byte for byte, kept under the count cap, and taken for a
-//! firing heap leak alert from Alertmanager's webhook only by the exporter on the alert's node.
+//! firing heap leak alert from Alertmanager's webhook only by the exporter on the alert's node,
+//! which another exporter forwards it to (`snapshots.forward`) when the webhook reached that one.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -17,12 +18,17 @@ const AUTH: &str = "Basic YWxpY2U6czNjcmV0";
 
 /// A request over plain HTTP/1.1, with credentials when `auth`; returns (status, body bytes).
 fn request(addr: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, Vec<u8>) {
+    let auth = if auth { format!("Authorization: {AUTH}\r\n") } else { String::new() };
+    request_with(addr, method, path, &auth, body)
+}
+
+/// As [`request`], with `headers` (each line ending in CRLF) as they are.
+fn request_with(addr: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = if auth { format!("Authorization: {AUTH}\r\n") } else { String::new() };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -67,19 +73,25 @@ fn take(addr: &str, pid: i32) -> String {
 }
 
 fn alert(node: &str, pid: i32) -> Vec<u8> {
-    serde_json::json!({
-        "version": "4",
-        "status": "firing",
-        "receiver": "snapshots",
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": "NodejsHeapLeak", "pid": pid.to_string(), "node": node, "instance": "127.0.0.1:19229"},
-            "annotations": {},
-            "startsAt": "2026-01-01T00:00:00Z",
-        }],
-    })
-    .to_string()
-    .into_bytes()
+    alerts(&[(node, "127.0.0.1:19229", pid)])
+}
+
+/// A webhook payload with one firing heap leak alert per (node, instance, pid).
+fn alerts(list: &[(&str, &str, i32)]) -> Vec<u8> {
+    let alerts: Vec<Value> = list
+        .iter()
+        .map(|(node, instance, pid)| {
+            serde_json::json!({
+                "status": "firing",
+                "labels": {"alertname": "NodejsHeapLeak", "pid": pid.to_string(), "node": node, "instance": instance},
+                "annotations": {"summary": "heap grows"},
+                "startsAt": "2026-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    serde_json::json!({"version": "4", "status": "firing", "receiver": "snapshots", "alerts": alerts})
+        .to_string()
+        .into_bytes()
 }
 
 #[test]
@@ -151,6 +163,7 @@ fn snapshots_over_http_and_from_alertmanager() {
     // once an hour per process.
     let (status, done) = json(addr, "POST", "/api/v1/alertmanager", &alert("other-node", app.pid));
     assert_eq!((status, &done["other_node"], done["started"].as_array().unwrap().len()), (200, &Value::from(1), 0));
+    assert_eq!(done["forwarded"], serde_json::json!([]), "forwarding is off by default: {done}");
     let (status, done) = json(addr, "POST", "/api/v1/alertmanager", &alert("test-node", app.pid));
     assert_eq!(status, 200, "{done}");
     let started = done["started"][0][1].as_str().unwrap_or_else(|| panic!("{done}")).to_string();
@@ -165,6 +178,7 @@ fn snapshots_over_http_and_from_alertmanager() {
     let metrics = String::from_utf8(metrics).unwrap();
     let count = |result| metric_value(&metrics, "nodejs_leak_exporter_snapshots_total", &[("result", result)]);
     assert_eq!((count("success"), count("failure"), count("skipped")), (Some(4.0), Some(0.0), Some(1.0)));
+    assert!(!metrics.contains("nodejs_leak_exporter_snapshot_forwards_total"), "forwarding is off");
     if let Some(promtool) = util::require_tool("promtool") {
         util::promtool_check(&promtool, &metrics);
     }
@@ -209,4 +223,169 @@ fn a_snapshot_past_the_size_cap_is_abandoned_and_leaves_no_file() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the partial file is removed");
     let failures = metric_value(&e.metrics(), "nodejs_leak_exporter_snapshots_total", &[("result", "failure")]);
     assert_eq!(failures, Some(1.0));
+}
+
+/// An exporter on "node" `node` watching `pid`, with snapshots into `<tmp>/<node>` and forwarding
+/// on; `web` is a web config file. The node comes from NODE_NAME when `from_env`, else from
+/// `snapshots.node_name`.
+fn forwarding_exporter(
+    tmp: &std::path::Path,
+    node: &str,
+    from_env: bool,
+    pid: i32,
+    web: Option<&std::path::Path>,
+) -> Exporter {
+    let config = tmp.join(format!("{node}.yml"));
+    let node_name = if from_env { String::new() } else { format!("  node_name: {node}\n") };
+    std::fs::write(
+        &config,
+        format!(
+            "discovery:\n  include: []\n  pids: [{pid}]\nsnapshots:\n  dir: {}\n  forward_timeout: 2s\n{node_name}",
+            tmp.join(node).display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(util::exporter_bin());
+    if from_env {
+        cmd.env("NODE_NAME", node);
+    }
+    let config_flag = format!("--config.file={}", config.display());
+    let web_flag = web.map(|w| format!("--web.config.file={}", w.display()));
+    let mut args = vec![config_flag.as_str(), "--snapshot.forward"];
+    args.extend(web_flag.as_deref());
+    Exporter::start_with(cmd, &args)
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn forwards(e: &Exporter, auth: bool, result: &str) -> Option<f64> {
+    let (status, metrics) = request(&e.addr, "GET", "/metrics", auth, b"");
+    assert_eq!(status, 200);
+    metric_value(
+        &String::from_utf8(metrics).unwrap(),
+        "nodejs_leak_exporter_snapshot_forwards_total",
+        &[("result", result)],
+    )
+}
+
+#[test]
+fn a_heap_alert_for_another_node_is_forwarded_to_the_exporter_that_scraped_it() {
+    let Some(app) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "idle.js", &[], &[]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let a = forwarding_exporter(tmp.path(), "node-a", true, app.pid, None);
+    let b = forwarding_exporter(tmp.path(), "node-b", false, app.pid, None);
+
+    // The webhook reached A; the alert is B's (as Prometheus labels it: B's scrape address).
+    let (status, done) = json(&a.addr, "POST", "/api/v1/alertmanager", &alerts(&[("node-b", &b.addr, app.pid)]));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!((&done["other_node"], done["started"].as_array().unwrap().len()), (&Value::from(0), 0), "{done}");
+    let forwarded = &done["forwarded"][0];
+    assert_eq!(
+        (&forwarded["instance"], &forwarded["alerts"], &forwarded["status"]),
+        (&Value::from(b.addr.as_str()), &Value::from(1), &Value::from(200)),
+        "{done}"
+    );
+    assert!(forwarded["error"].is_null(), "{done}");
+    let name =
+        forwarded["answer"]["started"][0][1].as_str().unwrap_or_else(|| panic!("B's answer: {done}")).to_string();
+    wait_done(&b.addr, &name);
+    assert_eq!(files_in(&tmp.path().join("node-b")), [name]);
+    assert!(files_in(&tmp.path().join("node-a")).is_empty(), "A took no snapshot");
+    // Logged before the answer, read by the test's own thread.
+    let logged = |e: &Exporter, text: &str| {
+        util::wait_for(text, Duration::from_secs(5), || e.log().contains(text).then_some(()));
+    };
+    logged(&a, "forwarded a heap alert");
+
+    // A forwarded webhook is never forwarded again: B acts only on its own node.
+    let marked = "X-Nodejs-Leak-Exporter-Forwarded: node-a\r\n";
+    let (status, body) =
+        request_with(&b.addr, "POST", "/api/v1/alertmanager", marked, &alerts(&[("node-a", &a.addr, app.pid)]));
+    let done: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, &done["other_node"], &done["forwarded"]), (200, &Value::from(1), &serde_json::json!([])));
+    assert_eq!(done["not_forwarded"]["forwarded_request"], 1, "{done}");
+    assert_eq!((forwards(&b, false, "success"), forwards(&b, false, "failure")), (Some(0.0), Some(0.0)));
+
+    // Unusable instances are not posted to: a URL, our own listener.
+    let (_, done) = json(
+        &a.addr,
+        "POST",
+        "/api/v1/alertmanager",
+        &alerts(&[
+            ("node-x", "http://127.0.0.1:1/x", app.pid),
+            ("node-y", &a.addr, app.pid),
+            ("node-z", "user@h:1", app.pid),
+        ]),
+    );
+    assert_eq!(
+        (&done["not_forwarded"]["bad_instance"], &done["not_forwarded"]["own_listener"]),
+        (&Value::from(2), &Value::from(1)),
+        "{done}"
+    );
+    assert_eq!((&done["other_node"], &done["forwarded"]), (&Value::from(3), &serde_json::json!([])), "{done}");
+
+    // An exporter that is gone, and one that never answers: failures within the 2s timeout, one
+    // POST per instance, and A keeps serving.
+    let silent = util::FakeServer::silent();
+    let (gone, hung) = (format!("127.0.0.1:{}", util::free_port()), format!("127.0.0.1:{}", silent.port));
+    let started = Instant::now();
+    let (status, done) = json(
+        &a.addr,
+        "POST",
+        "/api/v1/alertmanager",
+        &alerts(&[("node-c", &gone, app.pid), ("node-d", &hung, app.pid), ("node-d", &hung, app.pid + 1)]),
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{done}");
+    assert!(took < Duration::from_secs(6), "the forwards took {took:?}");
+    let by_instance = |i: &str| {
+        done["forwarded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["instance"] == i)
+            .cloned()
+            .unwrap_or_else(|| panic!("{i}: {done}"))
+    };
+    let (to_gone, to_hung) = (by_instance(&gone), by_instance(&hung));
+    assert!(to_gone["status"].is_null() && to_gone["error"].as_str().is_some(), "{to_gone}");
+    assert_eq!((&to_hung["alerts"], to_hung["status"].is_null()), (&Value::from(2), true), "{to_hung}");
+    assert!(to_hung["error"].as_str().unwrap().contains("2s"), "{to_hung}");
+    assert_eq!(a.get("/-/healthy").0, 200);
+    logged(&a, "cannot forward a heap alert");
+
+    let (status, metrics) = request(&a.addr, "GET", "/metrics", false, b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    let count = |result| metric_value(&metrics, "nodejs_leak_exporter_snapshot_forwards_total", &[("result", result)]);
+    assert_eq!((count("success"), count("failure")), (Some(1.0), Some(2.0)));
+    if let Some(promtool) = util::require_tool("promtool") {
+        util::promtool_check(&promtool, &metrics);
+    }
+}
+
+#[test]
+fn a_forward_passes_on_the_webhooks_basic_auth_credentials() {
+    let Some(app) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "idle.js", &[], &[]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // Every pod of a DaemonSet shares the web config, so the credentials valid here are valid there.
+    let web = tmp.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  alice: {}\n", bcrypt::hash("s3cret", 4).unwrap())).unwrap();
+    let a = forwarding_exporter(tmp.path(), "node-a", false, app.pid, Some(&web));
+    let b = forwarding_exporter(tmp.path(), "node-b", false, app.pid, Some(&web));
+    let hook = alerts(&[("node-b", &b.addr, app.pid)]);
+    assert_eq!(request(&a.addr, "POST", "/api/v1/alertmanager", false, &hook).0, 401, "A needs them too");
+
+    let (status, done) = json(&a.addr, "POST", "/api/v1/alertmanager", &hook);
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["forwarded"][0]["status"], 200, "{done}");
+    let name = done["forwarded"][0]["answer"]["started"][0][1].as_str().unwrap_or_else(|| panic!("{done}")).to_string();
+    wait_done(&b.addr, &name);
+    assert_eq!(files_in(&tmp.path().join("node-b")), [name]);
+    assert_eq!(forwards(&a, true, "success"), Some(1.0));
 }

@@ -299,6 +299,75 @@ fn tls_and_basic_auth_with_curl_and_rustls() {
     assert!(!e.log().contains("\"level\":\"ERROR\""), "nothing logged at error level:\n{}", e.log());
 }
 
+/// Exporters on a TLS listener forward Alertmanager's webhook over https (`snapshots.forward`):
+/// trusting `snapshots.forward_ca_file`, or any certificate with
+/// `snapshots.forward_insecure_skip_verify`; with the system's roots alone the test CA is not
+/// trusted and the forward fails, saying so.
+#[test]
+fn alerts_are_forwarded_over_tls_to_a_trusted_certificate() {
+    let Some(certs) = Certs::make() else { return };
+    if util::require_tool("curl").is_none() {
+        return;
+    }
+    let web = certs.web_config(TLS);
+    let ca = certs.path("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let start = |node: &str, forward: &str| {
+        let config = certs.path(&format!("{node}.yml"));
+        let dir = certs.path(node);
+        std::fs::write(
+            &config,
+            format!("snapshots:\n  dir: {}\n  node_name: {node}\n  forward: true\n{forward}", dir.display()),
+        )
+        .unwrap();
+        let e = Launched::start(&[
+            &format!("--config.file={}", config.display()),
+            &format!("--web.config.file={}", web.display()),
+        ]);
+        wait_ready(&e, &certs);
+        e
+    };
+    let b = start("node-b", "");
+    // A pid no exporter watches: B answers what it did (unknown_pid) without taking a snapshot.
+    let hook = serde_json::json!({"version": "4", "alerts": [{
+        "status": "firing",
+        "labels": {"alertname": "NodejsHeapLeak", "pid": "999999999", "node": "node-b", "instance": b.addr},
+    }]})
+    .to_string();
+    let post = |e: &Launched| {
+        let (code, body) = curl(&[
+            "--cacert",
+            ca,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &hook,
+            &e.url("/api/v1/alertmanager"),
+        ])
+        .unwrap();
+        assert_eq!(code, 200, "{body}");
+        let done: serde_json::Value = serde_json::from_str(&body).unwrap();
+        done["forwarded"][0].clone()
+    };
+
+    let trusting = start("node-a", &format!("  forward_ca_file: {ca}\n"));
+    let forwarded = post(&trusting);
+    assert_eq!((&forwarded["status"], &forwarded["answer"]["unknown_pid"]), (&200.into(), &1.into()), "{forwarded}");
+
+    let insecure = start("node-c", "  forward_insecure_skip_verify: true\n");
+    assert_eq!(post(&insecure)["status"], 200);
+
+    let system_roots = start("node-d", "");
+    let forwarded = post(&system_roots);
+    assert!(forwarded["status"].is_null(), "{forwarded}");
+    let error = forwarded["error"].as_str().unwrap();
+    assert!(error.contains("https://") && error.to_lowercase().contains("certificate"), "{error}");
+    // The log line is written before the answer, and read by the test's own thread.
+    wait_for("the failure's log line", Duration::from_secs(5), || {
+        system_roots.log().contains("cannot forward a heap alert").then_some(())
+    });
+}
+
 #[test]
 fn the_example_web_config_works_as_written() {
     let Some(certs) = Certs::make() else { return };
