@@ -175,3 +175,78 @@ and no host path.
     seccompProfile:
       type: RuntimeDefault
 {{- end }}
+
+{{/*
+Whether the exporter gets a web configuration file (`--web.config.file`): rendered from web.tls
+and web.basicAuth.users, or the user's web.existingConfigSecret. "true" or empty.
+*/}}
+{{- define "nodejs-leak-exporter.webConfig" -}}
+{{- $web := .Values.web -}}
+{{- if or $web.tls.enabled $web.basicAuth.users $web.existingConfigSecret -}}
+{{- if ne .Values.mode "daemonset" }}
+{{- fail "web.tls, web.basicAuth.users and web.existingConfigSecret need mode: daemonset: mount the web configuration into your sidecar's pod yourself" }}
+{{- end }}
+{{- if and $web.existingConfigSecret $web.basicAuth.users }}
+{{- fail "web.basicAuth.users is ignored with web.existingConfigSecret: put the users in that Secret's web-config.yml" }}
+{{- end }}
+true
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding web-config.yml: the user's, or the one the chart renders. */}}
+{{- define "nodejs-leak-exporter.webConfigSecret" -}}
+{{- .Values.web.existingConfigSecret | default (printf "%s-web-config" (include "nodejs-leak-exporter.fullname" .)) }}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted (the rendered web configuration names its files there). */}}
+{{- define "nodejs-leak-exporter.tlsMount" -}}
+/etc/nodejs-leak-exporter-tls
+{{- end }}
+
+{{/* The rendered web configuration file, in the exporter-toolkit's format. */}}
+{{- define "nodejs-leak-exporter.webConfigFile" -}}
+{{- $web := .Values.web -}}
+{{- $file := dict -}}
+{{- if $web.tls.enabled }}
+{{- if not $web.tls.secretName }}
+{{- fail "web.tls.enabled needs web.tls.secretName (a kubernetes.io/tls Secret) or web.existingConfigSecret" }}
+{{- end }}
+{{- $mount := include "nodejs-leak-exporter.tlsMount" . }}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" $mount) "key_file" (printf "%s/tls.key" $mount) "client_auth_type" $web.tls.clientAuthType "min_version" $web.tls.minVersion }}
+{{- if ne $web.tls.clientAuthType "NoClientCert" }}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $mount) }}
+{{- end }}
+{{- $_ := set $file "tls_server_config" $tls }}
+{{- end }}
+{{- with $web.basicAuth.users }}
+{{- $_ := set $file "basic_auth_users" . }}
+{{- end }}
+{{- toYaml $file }}
+{{- end }}
+
+{{/*
+What a ServiceMonitor endpoint or PodMonitor podMetricsEndpoint adds for the endpoint's security:
+the scheme, tlsConfig and basicAuth. Refuses users without the Secret Prometheus scrapes with.
+*/}}
+{{- define "nodejs-leak-exporter.scrapeSecurity" -}}
+{{- $web := .Values.web -}}
+{{- if and $web.basicAuth.users (not $web.basicAuth.scrapeSecret.name) }}
+{{- fail "web.basicAuth.users with a ServiceMonitor or PodMonitor needs web.basicAuth.scrapeSecret.name: Prometheus would get 401" }}
+{{- end -}}
+scheme: {{ if $web.tls.enabled }}https{{ else }}http{{ end }}
+{{- if and $web.tls.enabled $web.tls.scrapeTlsConfig }}
+tlsConfig:
+  {{- toYaml $web.tls.scrapeTlsConfig | nindent 2 }}
+{{- end }}
+{{- with $web.basicAuth.scrapeSecret }}
+{{- if .name }}
+basicAuth:
+  username:
+    name: {{ .name }}
+    key: {{ .usernameKey }}
+  password:
+    name: {{ .name }}
+    key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- end }}
