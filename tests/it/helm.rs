@@ -8,7 +8,8 @@
 //! holding `dashboards/*.json`, also from the packaged chart; the sidecar example running the
 //! chart's sidecar container; the Dockerfile building the binary and tag the chart names; the web
 //! configuration (TLS, basic auth) in a mounted Secret with HTTPS probes and the monitors' scrape
-//! credentials; and the real exporter started with the
+//! credentials; heap snapshots in the configuration file with a writable directory, `NODE_NAME`
+//! and the NetworkPolicy rule between exporter pods; and the real exporter started with the
 //! arguments, environment and mounted files each rendering gives it, serving HTTPS with basic
 //! auth where the rendering asks for it.
 
@@ -279,6 +280,9 @@ fn bad_values_fail_with_a_schema_error() {
         ("web.tls.enabled=true", "at '/web/tls/secretName'"),
         ("web.basicAuth.users.alice=s3cret", "at '/web/basicAuth/users/alice'"),
         ("web.tls.scrapeTlsConfig.caFile=/ca.pem", "at '/web/tls/scrapeTlsConfig'"),
+        ("snapshots.maxBytes=1000", "at '/snapshots/maxBytes'"),
+        ("snapshots.hostPath=relative/dir", "at '/snapshots/hostPath'"),
+        ("snapshots.enabled=yes", "at '/snapshots/enabled': got string, want boolean"),
     ] {
         let err = template_chart(&helm, &util::repo().join(CHART), &["--set", set])
             .err()
@@ -297,6 +301,7 @@ fn bad_values_fail_with_a_schema_error() {
             &["prometheusRule.enabled=true", "prometheusRule.params.heap_leak_for=x: y"][..],
             "the rules are not valid YAML with these parameters",
         ),
+        (&["mode=sidecar", "snapshots.enabled=true"][..], "snapshots.enabled needs mode: daemonset"),
         (&["mode=sidecar", "web.existingConfigSecret=mine"][..], "need mode: daemonset"),
         (
             &[format!("web.basicAuth.users.alice={HASH}").as_str(), "serviceMonitor.enabled=true"][..],
@@ -306,6 +311,8 @@ fn bad_values_fail_with_a_schema_error() {
             &[format!("web.basicAuth.users.alice={HASH}").as_str(), "web.existingConfigSecret=mine"][..],
             "web.basicAuth.users is ignored with web.existingConfigSecret",
         ),
+        (&["snapshots.enabled=true", "config.snapshots.max_files=3"][..], "config.snapshots.max_files: set it"),
+        (&["config.snapshots.dir=/tmp/x"][..], "config.snapshots.dir: use snapshots.enabled"),
     ] {
         let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
         let err = template_chart(&helm, &util::repo().join(CHART), &args).expect_err(message);
@@ -506,6 +513,44 @@ fn networkpolicy_admits_only_the_metrics_port() {
     assert_eq!(spec["podSelector"]["matchLabels"], one(&docs, "DaemonSet")["spec"]["selector"]["matchLabels"]);
 }
 
+#[test]
+fn networkpolicy_admits_the_exporter_pods_to_each_other_when_they_forward_snapshot_alerts() {
+    let Some(helm) = helm() else { return };
+    for forward in [true, false] {
+        let docs = template(
+            &helm,
+            &[
+                "--set",
+                "networkPolicy.enabled=true",
+                "--set",
+                "snapshots.enabled=true",
+                "--set",
+                &format!("snapshots.forward={forward}"),
+            ],
+        );
+        let spec = &one(&docs, "NetworkPolicy")["spec"];
+        let ingress = spec["ingress"].as_sequence().unwrap();
+        assert_eq!(ingress.len(), if forward { 2 } else { 1 }, "forward={forward}");
+        if forward {
+            assert_eq!(ingress[1]["ports"].as_sequence().unwrap().len(), 1);
+            assert_eq!(ingress[1]["ports"][0]["port"].as_str(), Some("metrics"));
+            let from = ingress[1]["from"].as_sequence().unwrap();
+            assert_eq!(from.len(), 1);
+            assert_eq!(from[0]["podSelector"]["matchLabels"], spec["podSelector"]["matchLabels"], "the exporter pods");
+            assert!(from[0].get("namespaceSelector").is_none(), "of the release's namespace only");
+        }
+    }
+}
+
+/// The exporter's configuration file as the rendered ConfigMap holds it.
+fn rendered_config(docs: &[Value]) -> Option<Value> {
+    let text = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("ConfigMap"))
+        .find_map(|d| d["data"]["config.yml"].as_str())?;
+    Some(yaml_serde::from_str(text).unwrap_or_else(|e| panic!("config.yml: {e}\n{text}")))
+}
+
 /// The volume of this name and the container's one mount of it.
 fn volume<'a>(pod: &'a Value, container: &'a Value, name: &str) -> Option<(&'a Value, &'a Value)> {
     let volume = pod["volumes"].as_sequence()?.iter().find(|v| v["name"].as_str() == Some(name))?;
@@ -513,6 +558,67 @@ fn volume<'a>(pod: &'a Value, container: &'a Value, name: &str) -> Option<(&'a V
         container["volumeMounts"].as_sequence()?.iter().filter(|m| m["name"].as_str() == Some(name)).collect();
     assert_eq!(mounts.len(), 1, "volume {name} mounted once");
     Some((volume, mounts[0]))
+}
+
+#[test]
+fn snapshots_render_under_the_configuration_file_with_a_writable_directory() {
+    let Some(helm) = helm() else { return };
+    // NODE_NAME always comes from the pod's node, snapshots or not.
+    for docs in [template(&helm, &[]), template(&helm, &["--set", "snapshots.enabled=true"])] {
+        let env = &daemonset(&docs).1["env"];
+        let node =
+            env.as_sequence().unwrap().iter().find(|e| e["name"].as_str() == Some("NODE_NAME")).expect("NODE_NAME");
+        assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("spec.nodeName"));
+    }
+    let docs = template(&helm, &[]);
+    assert!(rendered_config(&docs).is_none(), "off by default: no configuration file");
+    let (pod, container) = daemonset(&docs);
+    assert!(volume(pod, container, "snapshots").is_none());
+
+    let docs =
+        template(&helm, &["--set", "snapshots.enabled=true", "--set", "config.snapshots.alerts[0]=NodejsHeapLeak"]);
+    let snapshots = rendered_config(&docs).expect("a configuration file")["snapshots"].clone();
+    let expected: Value = yaml_serde::from_str(
+        "{dir: /var/lib/nodejs-leak-exporter/snapshots, max_files: 10, max_bytes: 2147483648, gc: false, \
+         timeout: 10m, forward: true, alerts: [NodejsHeapLeak]}",
+    )
+    .unwrap();
+    assert_eq!(to_json(&snapshots), to_json(&expected), "the values and config.snapshots, merged");
+    let (pod, container) = daemonset(&docs);
+    let (emptydir, mount) = volume(pod, container, "snapshots").expect("the snapshot volume");
+    assert!(emptydir["emptyDir"]["sizeLimit"].as_u64().unwrap() > 2147483648, "room for max_bytes: {emptydir:?}");
+    let dir = snapshots["dir"].as_str().unwrap();
+    assert!(dir.starts_with(&format!("{}/", mount["mountPath"].as_str().unwrap())), "{dir} on the volume");
+    assert!(mount.get("readOnly").is_none_or(|r| r.as_bool() == Some(false)), "writable");
+    // A changed snapshot setting rolls the pods: the exporter reads it at start.
+    let checksum = |sets: &[&str]| {
+        let sets: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+        one(&template(&helm, &sets), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            .clone()
+    };
+    let before = checksum(&["snapshots.enabled=true"]);
+    assert!(before.is_string() && before != checksum(&["snapshots.enabled=true", "snapshots.gc=true"]));
+
+    // Without forwarding the key is left out: an exporter that does not know it refuses the file.
+    let docs = template(&helm, &["--set", "snapshots.enabled=true", "--set", "snapshots.forward=false"]);
+    assert!(rendered_config(&docs).unwrap()["snapshots"].get("forward").is_none());
+
+    // On the node: created if missing, and the only host path mounted writable.
+    let docs =
+        template(&helm, &["--set", "snapshots.enabled=true", "--set", "snapshots.hostPath=/var/lib/nle-snapshots"]);
+    let (pod, container) = daemonset(&docs);
+    let (host, mount) = volume(pod, container, "snapshots").unwrap();
+    assert_eq!(host["hostPath"]["path"].as_str(), Some("/var/lib/nle-snapshots"));
+    assert_eq!(host["hostPath"]["type"].as_str(), Some("DirectoryOrCreate"));
+    assert!(host.get("emptyDir").is_none());
+    let writable: Vec<&str> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|m| m["readOnly"].as_bool() != Some(true))
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(writable, [mount["name"].as_str().unwrap()]);
 }
 
 /// The endpoint of the rendered ServiceMonitor and PodMonitor.
@@ -985,5 +1091,10 @@ fn the_exporter_runs_with_the_arguments_and_configuration_the_chart_renders() {
         // The probes' paths, without credentials, as the kubelet calls them.
         assert_eq!(curl_https(ca, &url("/-/healthy"), None).0, 200, "{name}");
         assert_eq!(curl_https(ca, &url("/-/ready"), None).0, 200, "{name}");
+        // Snapshots are on, in the mounted directory, for this node.
+        let (code, body) = curl_https(ca, &url("/api/v1/snapshots"), Some(CI_CREDENTIALS));
+        assert_eq!(code, 200, "{name}: GET /api/v1/snapshots: {body}");
+        let log = exporter.log();
+        assert!(log.contains(&format!("\"node\":\"{CI_NODE}\"")), "{name}: snapshots for NODE_NAME:\n{log}");
     }
 }

@@ -177,6 +177,46 @@ and no host path.
 {{- end }}
 
 {{/*
+The exporter's configuration file: `config`, with `snapshots` laid under `snapshots:` when they
+are on. Empty when there is nothing to write. The keys the chart derives from its values are
+refused in `config.snapshots`, so that one setting has one place.
+*/}}
+{{- define "nodejs-leak-exporter.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $given := get $config "snapshots" | default dict -}}
+{{- if .Values.snapshots.enabled }}
+{{- if ne .Values.mode "daemonset" }}
+{{- fail "snapshots.enabled needs mode: daemonset: a sidecar's pod has no directory the chart can mount for it" }}
+{{- end }}
+{{- $snapshots := dict "dir" (include "nodejs-leak-exporter.snapshotsDir" .) "max_files" (int64 .Values.snapshots.maxFiles) "max_bytes" (int64 .Values.snapshots.maxBytes) "gc" .Values.snapshots.gc "timeout" .Values.snapshots.timeout -}}
+{{- /* Rendered only when on: an exporter without the key refuses the file. */ -}}
+{{- if .Values.snapshots.forward }}
+{{- $_ := set $snapshots "forward" true }}
+{{- end }}
+{{- range $key, $_ := $snapshots }}
+{{- if hasKey $given $key }}
+{{- fail (printf "config.snapshots.%s: set it with the chart's snapshots values instead" $key) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "snapshots" (merge $snapshots $given) }}
+{{- else if hasKey $given "dir" }}
+{{- fail "config.snapshots.dir: use snapshots.enabled, which mounts a writable directory for it (the root filesystem is read-only)" }}
+{{- end }}
+{{- if $config }}
+{{- toYaml $config }}
+{{- end }}
+{{- end }}
+
+{{/* Where the snapshot volume is mounted; the exporter creates the directory below it 0700. */}}
+{{- define "nodejs-leak-exporter.snapshotsMount" -}}
+/var/lib/nodejs-leak-exporter
+{{- end }}
+
+{{- define "nodejs-leak-exporter.snapshotsDir" -}}
+{{ include "nodejs-leak-exporter.snapshotsMount" . }}/snapshots
+{{- end }}
+
+{{/*
 Whether the exporter gets a web configuration file (`--web.config.file`): rendered from web.tls
 and web.basicAuth.users, or the user's web.existingConfigSecret. "true" or empty.
 */}}
