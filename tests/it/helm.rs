@@ -6,12 +6,17 @@
 //! `alerts/` at the default parameters and following a changed one; the DaemonSet granting exactly
 //! the capabilities of `crate::privileges`, with read-only host mounts; the dashboards' ConfigMaps
 //! holding `dashboards/*.json`, also from the packaged chart; the sidecar example running the
-//! chart's sidecar container; the Dockerfile building the binary and tag the chart names; and the
-//! real exporter started with the arguments and configuration file each rendering gives it.
+//! chart's sidecar container; the Dockerfile building the binary and tag the chart names; the web
+//! configuration (TLS, basic auth) in a mounted Secret with HTTPS probes and the monitors' scrape
+//! credentials; heap snapshots in the configuration file with a writable directory, `NODE_NAME`
+//! and the NetworkPolicy rule between exporter pods; and the real exporter started with the
+//! arguments, environment and mounted files each rendering gives it, serving HTTPS with basic
+//! auth where the rendering asks for it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use yaml_serde::Value;
 
@@ -24,6 +29,8 @@ const SIDECAR_EXAMPLE: &str = "examples/kubernetes/sidecar-deployment.yaml";
 /// helm comes from).
 const KUBERNETES_VERSION: &str = "1.33.0";
 const SCHEMA_ERROR: &str = "values don't meet the specifications of the schema";
+/// A bcrypt hash, of "changeme".
+const HASH: &str = "$2b$10$5wSEZApxKRJNkVkjYvrrZOwMv6oc85Cz.2H7.jbiyRCI8BEq/Q9ea";
 
 /// A tool installed under target/ by scripts/install-test-deps.sh: missing is a failure under
 /// CI=true, a skip elsewhere.
@@ -267,6 +274,15 @@ fn bad_values_fail_with_a_schema_error() {
             "at '/prometheusRule/params/heap_leak_for': got number, want string",
         ),
         ("sidecar.portName=leak-exporter-metrics", "at '/sidecar/portName'"),
+        // The kubelet's probes present no client certificate.
+        ("web.tls.clientAuthType=RequireAndVerifyClientCert", "at '/web/tls/clientAuthType'"),
+        // TLS from the chart's own web configuration needs the certificate's Secret.
+        ("web.tls.enabled=true", "at '/web/tls/secretName'"),
+        ("web.basicAuth.users.alice=s3cret", "at '/web/basicAuth/users/alice'"),
+        ("web.tls.scrapeTlsConfig.caFile=/ca.pem", "at '/web/tls/scrapeTlsConfig'"),
+        ("snapshots.maxBytes=1000", "at '/snapshots/maxBytes'"),
+        ("snapshots.hostPath=relative/dir", "at '/snapshots/hostPath'"),
+        ("snapshots.enabled=yes", "at '/snapshots/enabled': got string, want boolean"),
     ] {
         let err = template_chart(&helm, &util::repo().join(CHART), &["--set", set])
             .err()
@@ -285,6 +301,18 @@ fn bad_values_fail_with_a_schema_error() {
             &["prometheusRule.enabled=true", "prometheusRule.params.heap_leak_for=x: y"][..],
             "the rules are not valid YAML with these parameters",
         ),
+        (&["mode=sidecar", "snapshots.enabled=true"][..], "snapshots.enabled needs mode: daemonset"),
+        (&["mode=sidecar", "web.existingConfigSecret=mine"][..], "need mode: daemonset"),
+        (
+            &[format!("web.basicAuth.users.alice={HASH}").as_str(), "serviceMonitor.enabled=true"][..],
+            "needs web.basicAuth.scrapeSecret.name: Prometheus would get 401",
+        ),
+        (
+            &[format!("web.basicAuth.users.alice={HASH}").as_str(), "web.existingConfigSecret=mine"][..],
+            "web.basicAuth.users is ignored with web.existingConfigSecret",
+        ),
+        (&["snapshots.enabled=true", "config.snapshots.max_files=3"][..], "config.snapshots.max_files: set it"),
+        (&["config.snapshots.dir=/tmp/x"][..], "config.snapshots.dir: use snapshots.enabled"),
     ] {
         let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
         let err = template_chart(&helm, &util::repo().join(CHART), &args).expect_err(message);
@@ -485,6 +513,227 @@ fn networkpolicy_admits_only_the_metrics_port() {
     assert_eq!(spec["podSelector"]["matchLabels"], one(&docs, "DaemonSet")["spec"]["selector"]["matchLabels"]);
 }
 
+#[test]
+fn networkpolicy_admits_the_exporter_pods_to_each_other_when_they_forward_snapshot_alerts() {
+    let Some(helm) = helm() else { return };
+    for forward in [true, false] {
+        let docs = template(
+            &helm,
+            &[
+                "--set",
+                "networkPolicy.enabled=true",
+                "--set",
+                "snapshots.enabled=true",
+                "--set",
+                &format!("snapshots.forward={forward}"),
+            ],
+        );
+        let spec = &one(&docs, "NetworkPolicy")["spec"];
+        let ingress = spec["ingress"].as_sequence().unwrap();
+        assert_eq!(ingress.len(), if forward { 2 } else { 1 }, "forward={forward}");
+        if forward {
+            assert_eq!(ingress[1]["ports"].as_sequence().unwrap().len(), 1);
+            assert_eq!(ingress[1]["ports"][0]["port"].as_str(), Some("metrics"));
+            let from = ingress[1]["from"].as_sequence().unwrap();
+            assert_eq!(from.len(), 1);
+            assert_eq!(from[0]["podSelector"]["matchLabels"], spec["podSelector"]["matchLabels"], "the exporter pods");
+            assert!(from[0].get("namespaceSelector").is_none(), "of the release's namespace only");
+        }
+    }
+}
+
+/// The exporter's configuration file as the rendered ConfigMap holds it.
+fn rendered_config(docs: &[Value]) -> Option<Value> {
+    let text = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("ConfigMap"))
+        .find_map(|d| d["data"]["config.yml"].as_str())?;
+    Some(yaml_serde::from_str(text).unwrap_or_else(|e| panic!("config.yml: {e}\n{text}")))
+}
+
+/// The volume of this name and the container's one mount of it.
+fn volume<'a>(pod: &'a Value, container: &'a Value, name: &str) -> Option<(&'a Value, &'a Value)> {
+    let volume = pod["volumes"].as_sequence()?.iter().find(|v| v["name"].as_str() == Some(name))?;
+    let mounts: Vec<&Value> =
+        container["volumeMounts"].as_sequence()?.iter().filter(|m| m["name"].as_str() == Some(name)).collect();
+    assert_eq!(mounts.len(), 1, "volume {name} mounted once");
+    Some((volume, mounts[0]))
+}
+
+#[test]
+fn snapshots_render_under_the_configuration_file_with_a_writable_directory() {
+    let Some(helm) = helm() else { return };
+    // NODE_NAME always comes from the pod's node, snapshots or not.
+    for docs in [template(&helm, &[]), template(&helm, &["--set", "snapshots.enabled=true"])] {
+        let env = &daemonset(&docs).1["env"];
+        let node =
+            env.as_sequence().unwrap().iter().find(|e| e["name"].as_str() == Some("NODE_NAME")).expect("NODE_NAME");
+        assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("spec.nodeName"));
+    }
+    let docs = template(&helm, &[]);
+    assert!(rendered_config(&docs).is_none(), "off by default: no configuration file");
+    let (pod, container) = daemonset(&docs);
+    assert!(volume(pod, container, "snapshots").is_none());
+
+    let docs =
+        template(&helm, &["--set", "snapshots.enabled=true", "--set", "config.snapshots.alerts[0]=NodejsHeapLeak"]);
+    let snapshots = rendered_config(&docs).expect("a configuration file")["snapshots"].clone();
+    let expected: Value = yaml_serde::from_str(
+        "{dir: /var/lib/nodejs-leak-exporter/snapshots, max_files: 10, max_bytes: 2147483648, gc: false, \
+         timeout: 10m, forward: true, alerts: [NodejsHeapLeak]}",
+    )
+    .unwrap();
+    assert_eq!(to_json(&snapshots), to_json(&expected), "the values and config.snapshots, merged");
+    let (pod, container) = daemonset(&docs);
+    let (emptydir, mount) = volume(pod, container, "snapshots").expect("the snapshot volume");
+    assert!(emptydir["emptyDir"]["sizeLimit"].as_u64().unwrap() > 2147483648, "room for max_bytes: {emptydir:?}");
+    let dir = snapshots["dir"].as_str().unwrap();
+    assert!(dir.starts_with(&format!("{}/", mount["mountPath"].as_str().unwrap())), "{dir} on the volume");
+    assert!(mount.get("readOnly").is_none_or(|r| r.as_bool() == Some(false)), "writable");
+    // A changed snapshot setting rolls the pods: the exporter reads it at start.
+    let checksum = |sets: &[&str]| {
+        let sets: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+        one(&template(&helm, &sets), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            .clone()
+    };
+    let before = checksum(&["snapshots.enabled=true"]);
+    assert!(before.is_string() && before != checksum(&["snapshots.enabled=true", "snapshots.gc=true"]));
+
+    // Without forwarding the key is left out: an exporter that does not know it refuses the file.
+    let docs = template(&helm, &["--set", "snapshots.enabled=true", "--set", "snapshots.forward=false"]);
+    assert!(rendered_config(&docs).unwrap()["snapshots"].get("forward").is_none());
+
+    // On the node: created if missing, and the only host path mounted writable.
+    let docs =
+        template(&helm, &["--set", "snapshots.enabled=true", "--set", "snapshots.hostPath=/var/lib/nle-snapshots"]);
+    let (pod, container) = daemonset(&docs);
+    let (host, mount) = volume(pod, container, "snapshots").unwrap();
+    assert_eq!(host["hostPath"]["path"].as_str(), Some("/var/lib/nle-snapshots"));
+    assert_eq!(host["hostPath"]["type"].as_str(), Some("DirectoryOrCreate"));
+    assert!(host.get("emptyDir").is_none());
+    let writable: Vec<&str> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|m| m["readOnly"].as_bool() != Some(true))
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(writable, [mount["name"].as_str().unwrap()]);
+}
+
+/// The endpoint of the rendered ServiceMonitor and PodMonitor.
+fn monitor_endpoints(docs: &[Value]) -> Vec<(&'static str, &Value)> {
+    [("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")]
+        .into_iter()
+        .map(|(kind, endpoints)| (kind, &one(docs, kind)["spec"][endpoints][0]))
+        .collect()
+}
+
+#[test]
+fn web_security_renders_a_mounted_secret_https_probes_and_scrape_credentials() {
+    let Some(helm) = helm() else { return };
+    let file = format!("{CHART}/ci/web-tls-values.yaml");
+    let values = yaml_file(&file);
+    let docs = template(&helm, &["-f", &file, "--set", "podMonitor.enabled=true"]);
+    let secret = one(&docs, "Secret");
+    let name = secret["metadata"]["name"].as_str().unwrap();
+    let files = rendered_files(&docs, "Secret", name).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].0, "web-config.yml");
+    let web: Value = yaml_serde::from_str(&files[0].1).unwrap();
+    let expected: Value = yaml_serde::from_str(
+        "{cert_file: /etc/nodejs-leak-exporter-tls/tls.crt, key_file: /etc/nodejs-leak-exporter-tls/tls.key, \
+         client_auth_type: VerifyClientCertIfGiven, client_ca_file: /etc/nodejs-leak-exporter-tls/ca.crt, \
+         min_version: TLS12}",
+    )
+    .unwrap();
+    assert_eq!(to_json(&web["tls_server_config"]), to_json(&expected));
+    assert_eq!(web["basic_auth_users"], values["web"]["basicAuth"]["users"]);
+
+    let (pod, container) = daemonset(&docs);
+    assert!(
+        strings(&container["args"]).contains(&"--web.config.file=/etc/nodejs-leak-exporter-web/web-config.yml".into())
+    );
+    for (volume_name, secret_name, path) in [
+        ("web-config", name, "/etc/nodejs-leak-exporter-web"),
+        ("tls", values["web"]["tls"]["secretName"].as_str().unwrap(), "/etc/nodejs-leak-exporter-tls"),
+    ] {
+        let (v, m) = volume(pod, container, volume_name).unwrap_or_else(|| panic!("no volume {volume_name}"));
+        assert_eq!(v["secret"]["secretName"].as_str(), Some(secret_name));
+        assert_eq!(v["secret"]["defaultMode"].as_u64(), Some(0o400));
+        assert_eq!(m["mountPath"].as_str(), Some(path));
+        assert_eq!(m["readOnly"].as_bool(), Some(true));
+        assert!(m.get("subPath").is_none(), "a subPath mount is never updated");
+    }
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["scheme"].as_str(), Some("HTTPS"), "{probe}");
+    }
+    // The exporter re-reads the web configuration: no annotation restarts the pods for it.
+    let annotations = &one(&docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"];
+    let keys: Vec<&str> =
+        annotations.as_mapping().map(|m| m.keys().filter_map(|k| k.as_str()).collect()).unwrap_or_default();
+    assert!(keys.iter().all(|k| *k == "checksum/config"), "{keys:?}");
+    let scrape_secret = values["web"]["basicAuth"]["scrapeSecret"]["name"].as_str().unwrap();
+    for (kind, endpoint) in monitor_endpoints(&docs) {
+        assert_eq!(endpoint["scheme"].as_str(), Some("https"), "{kind}");
+        assert_eq!(to_json(&endpoint["tlsConfig"]), to_json(&values["web"]["tls"]["scrapeTlsConfig"]), "{kind}");
+        for (field, key) in [("username", "username"), ("password", "password")] {
+            assert_eq!(endpoint["basicAuth"][field]["name"].as_str(), Some(scrape_secret), "{kind}");
+            assert_eq!(endpoint["basicAuth"][field]["key"].as_str(), Some(key), "{kind}");
+        }
+    }
+    if let Some(tools) = tools() {
+        validate(&tools, &docs).unwrap_or_else(|e| panic!("with the PodMonitor too:\n{e}"));
+    }
+
+    // Off by default: plain HTTP, no Secret, no flag.
+    let docs = template(&helm, &["--set", "serviceMonitor.enabled=true", "--set", "podMonitor.enabled=true"]);
+    assert!(!kinds(&docs).contains(&"Secret"));
+    let (pod, container) = daemonset(&docs);
+    assert!(!strings(&container["args"]).iter().any(|a| a.starts_with("--web.config.file")));
+    assert!(volume(pod, container, "web-config").is_none() && volume(pod, container, "tls").is_none());
+    assert_eq!(container["readinessProbe"]["httpGet"]["scheme"].as_str(), Some("HTTP"));
+    for (kind, endpoint) in monitor_endpoints(&docs) {
+        assert_eq!(endpoint["scheme"].as_str(), Some("http"), "{kind}");
+        assert!(endpoint.get("tlsConfig").is_none() && endpoint.get("basicAuth").is_none(), "{kind}");
+    }
+
+    // Basic auth alone: a web configuration of users only, plain HTTP, credentials in the monitors.
+    let users = format!("web.basicAuth.users.alice={HASH}");
+    let docs = template(
+        &helm,
+        &["--set", &users, "--set", "web.basicAuth.scrapeSecret.name=scrape", "--set", "serviceMonitor.enabled=true"],
+    );
+    let files = rendered_files(&docs, "Secret", one(&docs, "Secret")["metadata"]["name"].as_str().unwrap()).unwrap();
+    let web: Value = yaml_serde::from_str(&files[0].1).unwrap();
+    assert!(web.get("tls_server_config").is_none());
+    assert_eq!(web["basic_auth_users"]["alice"].as_str(), Some(HASH));
+    let (pod, container) = daemonset(&docs);
+    assert!(volume(pod, container, "tls").is_none());
+    assert_eq!(container["livenessProbe"]["httpGet"]["scheme"].as_str(), Some("HTTP"));
+    let endpoint = &one(&docs, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"].as_str(), Some("http"));
+    assert_eq!(endpoint["basicAuth"]["password"]["name"].as_str(), Some("scrape"));
+
+    // A web configuration of one's own: mounted as it is, with the TLS Secret beside it.
+    let docs = template(
+        &helm,
+        &[
+            "--set",
+            "web.existingConfigSecret=my-web-config",
+            "--set",
+            "web.tls.enabled=true",
+            "--set",
+            "web.tls.secretName=my-tls",
+        ],
+    );
+    assert!(!kinds(&docs).contains(&"Secret"), "the user's Secret is not rendered");
+    let (pod, container) = daemonset(&docs);
+    assert_eq!(volume(pod, container, "web-config").unwrap().0["secret"]["secretName"].as_str(), Some("my-web-config"));
+    assert_eq!(volume(pod, container, "tls").unwrap().0["secret"]["secretName"].as_str(), Some("my-tls"));
+    assert_eq!(container["readinessProbe"]["httpGet"]["scheme"].as_str(), Some("HTTPS"));
+}
+
 /// Every dashboards/*.json, by file name, as parsed JSON.
 fn repository_dashboards() -> Vec<(String, serde_json::Value)> {
     let mut found: Vec<(String, serde_json::Value)> = std::fs::read_dir(util::repo().join("dashboards"))
@@ -649,12 +898,103 @@ fn the_dockerfile_builds_the_binary_and_tag_the_chart_runs() {
     assert!(readme.contains(&build), "the chart README must say how the image is built: {build}");
 }
 
-/// The arguments of an exporter container as the chart renders them, made runnable here: the host
-/// paths the DaemonSet mounts are this host's own (`/host/proc` is `/proc`), the configuration file
-/// is the rendered ConfigMap's, and the listen address and log format are the test harness's.
-/// The inspector stays off (`--inspector.activate` would signal other tests' processes): the flags
-/// that drive it are still parsed and validated.
-fn runnable_args(container: &Value, docs: &[Value], dir: &Path) -> Vec<String> {
+/// The scrape credentials of ci/web-tls-values.yaml: its bcrypt hash is of this password.
+const CI_CREDENTIALS: (&str, &str) = ("prometheus", "changeme");
+/// The node the downward API gives the runs' `NODE_NAME`.
+const CI_NODE: &str = "ci-node";
+
+/// An exporter container as the chart renders it, made runnable here.
+struct Runnable {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The CA of the test certificate the TLS Secret holds, when the probes speak HTTPS.
+    https_ca: Option<PathBuf>,
+}
+
+/// The files of a mounted volume: name and content.
+type Files = Vec<(String, String)>;
+
+/// The files a rendered ConfigMap or Secret of this name holds, decoded; None when the chart
+/// does not render it (a Secret the user brings).
+fn rendered_files(docs: &[Value], kind: &str, name: &str) -> Option<Files> {
+    let doc = docs.iter().find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))?;
+    let data = doc["data"].as_mapping().expect("data");
+    Some(
+        data.iter()
+            .map(|(k, v)| {
+                let (k, v) = (k.as_str().unwrap().to_string(), v.as_str().unwrap());
+                let text = if kind == "Secret" {
+                    use base64::Engine as _;
+                    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v).unwrap()).unwrap()
+                } else {
+                    v.to_string()
+                };
+                (k, text)
+            })
+            .collect(),
+    )
+}
+
+/// What cert-manager puts in a kubernetes.io/tls Secret, made by openssl: a self-signed
+/// certificate for 127.0.0.1, its key, and itself as `ca.crt`.
+fn test_tls_secret() -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-keyout", "tls.key", "-out", "tls.crt", "-days", "2", "-subj", "/CN=nodejs-leak-exporter"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .current_dir(dir.path()));
+    assert!(out.status.success(), "openssl req:\n{}", text(&out));
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    vec![("tls.crt".into(), read("tls.crt")), ("tls.key".into(), read("tls.key")), ("ca.crt".into(), read("tls.crt"))]
+}
+
+/// An exporter container of a pod as the chart renders it, made runnable here. The read-only host
+/// paths are this host's own (`/host/proc` is `/proc`); every other volume is a directory under
+/// `dir`: a ConfigMap's or Secret's files as rendered (a Secret the chart does not render is a TLS
+/// Secret with a test certificate), an emptyDir or a writable host path empty; and every path
+/// under a mount, in the flags and in those files, is rewritten to its directory. The listen
+/// address and log format are the test harness's; the environment is the rendered one, the node
+/// `CI_NODE`. The inspector stays off (`--inspector.activate` would signal other tests'
+/// processes): the flags that drive it are still parsed and validated.
+fn runnable(pod: &Value, container: &Value, docs: &[Value], dir: &Path) -> Runnable {
+    let mut mounts: Vec<(String, PathBuf, Files)> = Vec::new();
+    let none = Vec::new();
+    let volumes = pod["volumes"].as_sequence().unwrap_or(&none);
+    for mount in container["volumeMounts"].as_sequence().unwrap_or(&none) {
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"]).expect("a mount's volume");
+        let files = if let Some(name) = volume["configMap"]["name"].as_str() {
+            rendered_files(docs, "ConfigMap", name).unwrap_or_else(|| panic!("no ConfigMap {name} rendered"))
+        } else if let Some(name) = volume["secret"]["secretName"].as_str() {
+            rendered_files(docs, "Secret", name).unwrap_or_else(test_tls_secret)
+        } else if volume.get("emptyDir").is_some() || mount["readOnly"].as_bool() != Some(true) {
+            Vec::new()
+        } else {
+            continue;
+        };
+        let local = dir.join(mount["name"].as_str().unwrap());
+        mounts.push((mount["mountPath"].as_str().unwrap().to_string(), local, files));
+    }
+    let localize = |text: &str| {
+        let mut text = text.to_string();
+        for (path, local, _) in &mounts {
+            text = text.replace(&format!("{path}/"), &format!("{}/", local.display()));
+        }
+        text
+    };
+    let mut https_ca = None;
+    for (_, local, files) in &mounts {
+        std::fs::create_dir_all(local).unwrap();
+        for (name, content) in files {
+            std::fs::write(local.join(name), localize(content)).unwrap();
+            if name == "ca.crt" {
+                https_ca = Some(local.join(name));
+            }
+        }
+    }
+    let tls = container["readinessProbe"]["httpGet"]["scheme"].as_str() == Some("HTTPS");
+    assert_eq!(tls, https_ca.is_some(), "HTTPS probes if and only if a TLS Secret is mounted");
+
     let mut args = Vec::new();
     for arg in strings(&container["args"]) {
         let (flag, value) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
@@ -662,27 +1002,41 @@ fn runnable_args(container: &Value, docs: &[Value], dir: &Path) -> Vec<String> {
             "--web.listen-address" | "--log.format" | "--log.level" => continue,
             "--path.procfs" => args.push(format!("--path.procfs={}", value.replace("/host/proc", "/proc"))),
             "--path.sysfs" => args.push(format!("--path.sysfs={}", value.replace("/host/sys", "/sys"))),
-            "--config.file" => {
-                let name = Path::new(value).file_name().unwrap().to_string_lossy().into_owned();
-                let data = docs
-                    .iter()
-                    .filter(|d| d["kind"].as_str() == Some("ConfigMap"))
-                    .find_map(|d| d["data"][name.as_str()].as_str())
-                    .unwrap_or_else(|| panic!("no ConfigMap holds {name} for {arg}"));
-                let file = dir.join(&name);
-                std::fs::write(&file, data).unwrap();
-                args.push(format!("--config.file={}", file.display()));
-            }
-            _ => args.push(arg),
+            _ => args.push(localize(&arg)),
         }
     }
     args.push("--no-collector.inspector".into());
-    args
+    let mut env = Vec::new();
+    for var in container["env"].as_sequence().unwrap_or(&none) {
+        let name = var["name"].as_str().unwrap().to_string();
+        let value = match (var["value"].as_str(), var["valueFrom"]["fieldRef"]["fieldPath"].as_str()) {
+            (Some(v), _) => v.to_string(),
+            (None, Some("spec.nodeName")) => CI_NODE.to_string(),
+            _ => panic!("an environment variable the test cannot give: {var:?}"),
+        };
+        env.push((name, value));
+    }
+    Runnable { args, env, https_ca }
+}
+
+/// `curl` over HTTPS trusting `ca`: the status and the body.
+fn curl_https(ca: &Path, url: &str, credentials: Option<(&str, &str)>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", "--cacert"]).arg(ca);
+    if let Some((user, password)) = credentials {
+        cmd.args(["-u", &format!("{user}:{password}")]);
+    }
+    let out = run(cmd.arg(url));
+    assert!(out.status.success(), "curl {url}: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = stdout.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
 }
 
 #[test]
 fn the_exporter_runs_with_the_arguments_and_configuration_the_chart_renders() {
     let Some(helm) = helm() else { return };
+    let (Some(_), Some(_)) = (util::require_tool("openssl"), util::require_tool("curl")) else { return };
     let Some(app) = util::NodeApp::fixture("idle.js", &[], &[]) else { return };
     let mut renderings = vec![("defaults".to_string(), template(&helm, &[]))];
     for file in ci_values() {
@@ -697,23 +1051,50 @@ fn the_exporter_runs_with_the_arguments_and_configuration_the_chart_renders() {
             continue;
         }
         let sub = dir.path().join(i.to_string());
-        std::fs::create_dir_all(&sub).unwrap();
-        runs.push((name.clone(), runnable_args(daemonset(docs).1, docs, &sub)));
+        let (pod, container) = daemonset(docs);
+        runs.push((name.clone(), runnable(pod, container, docs, &sub)));
     }
-    let sidecar = example["spec"]["template"]["spec"]["containers"]
+    let pod = &example["spec"]["template"]["spec"];
+    let sidecar = pod["containers"]
         .as_sequence()
         .unwrap()
         .iter()
         .find(|c| c["name"].as_str() == Some("nodejs-leak-exporter"))
         .expect("the example's exporter container");
-    runs.push((SIDECAR_EXAMPLE.to_string(), runnable_args(sidecar, &[], dir.path())));
+    runs.push((SIDECAR_EXAMPLE.to_string(), runnable(pod, sidecar, &[], &dir.path().join("sidecar"))));
     assert!(runs.len() >= 5, "{} runs", runs.len());
+    assert!(runs.iter().any(|(_, r)| r.https_ca.is_some()), "no rendering serves HTTPS");
 
     let pid = app.pid_label();
-    for (name, args) in runs {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let exporter = util::Exporter::start_with(Command::new(util::exporter_bin()), &args);
-        let rss = exporter.wait_metric("process_resident_memory_bytes", &[("pid", &pid)]);
-        assert!(rss > 0.0, "{name}: the exporter run with {args:?} reads the app: rss {rss}");
+    for (name, run) in runs {
+        let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
+        let mut cmd = Command::new(util::exporter_bin());
+        cmd.envs(run.env.iter().map(|(k, v)| (k, v)));
+        let Some(ca) = &run.https_ca else {
+            let exporter = util::Exporter::start_with(cmd, &args);
+            let rss = exporter.wait_metric("process_resident_memory_bytes", &[("pid", &pid)]);
+            assert!(rss > 0.0, "{name}: the exporter run with {args:?} reads the app: rss {rss}");
+            continue;
+        };
+        // The rendered web configuration really serves TLS with basic auth.
+        let exporter = util::Exporter::listening(cmd, &args);
+        let url = |path: &str| format!("https://{}{path}", exporter.addr);
+        let rss = util::wait_for(&format!("{name}: the app's RSS over HTTPS"), Duration::from_secs(20), || {
+            let (code, body) = curl_https(ca, &url("/metrics"), Some(CI_CREDENTIALS));
+            assert!(code == 200, "{name}: GET /metrics with the right credentials: {code} {body}");
+            util::metric_value(&body, "process_resident_memory_bytes", &[("pid", &pid)])
+        });
+        assert!(rss > 0.0, "{name}: rss {rss}");
+        for wrong in [None, Some((CI_CREDENTIALS.0, "wrong")), Some(("mallory", CI_CREDENTIALS.1))] {
+            assert_eq!(curl_https(ca, &url("/metrics"), wrong).0, 401, "{name}: GET /metrics with {wrong:?}");
+        }
+        // The probes' paths, without credentials, as the kubelet calls them.
+        assert_eq!(curl_https(ca, &url("/-/healthy"), None).0, 200, "{name}");
+        assert_eq!(curl_https(ca, &url("/-/ready"), None).0, 200, "{name}");
+        // Snapshots are on, in the mounted directory, for this node.
+        let (code, body) = curl_https(ca, &url("/api/v1/snapshots"), Some(CI_CREDENTIALS));
+        assert_eq!(code, 200, "{name}: GET /api/v1/snapshots: {body}");
+        let log = exporter.log();
+        assert!(log.contains(&format!("\"node\":\"{CI_NODE}\"")), "{name}: snapshots for NODE_NAME:\n{log}");
     }
 }

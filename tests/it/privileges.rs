@@ -294,3 +294,32 @@ fn activating_another_user_s_inspector_needs_kill() {
         "no inspector was opened"
     );
 }
+
+/// The chart's `snapshots.enabled`: the DaemonSet's capabilities suffice to take a heap snapshot
+/// of another user's app into the snapshot volume, an emptyDir as the kubelet makes it (root's,
+/// mode 0777), creating the directory below it as the chart configures it: uid 0 owns what it
+/// writes there, so no `DAC_OVERRIDE`, `CHOWN` or `FOWNER` is needed.
+#[test]
+fn the_daemonset_s_capabilities_take_a_heap_snapshot_into_the_snapshot_volume() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(app) = app_of_another_user(&["--inspect=127.0.0.1:0"], &[]) else { return };
+    let volume = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(volume.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = volume.path().join("snapshots");
+    let flag = format!("--snapshot.dir={}", dir.display());
+    let Some((exporter, _config)) = exporter_with(CHART_DAEMONSET_CAPABILITIES, &[app.pid], &[&flag]) else { return };
+    heap_limit(&exporter, &app);
+    let (status, body) = util::http_request(&exporter.addr, "POST", &format!("/api/v1/snapshot?pid={}", app.pid));
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let last = util::wait_for("the snapshot to finish", Duration::from_secs(90), || {
+        let list: serde_json::Value = serde_json::from_str(&exporter.get("/api/v1/snapshots").1).ok()?;
+        (list["status"]["running"].is_null() && !list["status"]["last"].is_null())
+            .then(|| list["status"]["last"].clone())
+    });
+    assert_eq!(last["ok"], true, "{last}\n{}", exporter.log());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let file = dir.join(last["name"].as_str().unwrap());
+    assert_eq!(mode(&file), 0o600);
+    assert!(std::fs::metadata(&file).unwrap().len() > 0);
+}

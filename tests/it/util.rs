@@ -231,7 +231,17 @@ impl Exporter {
     }
 
     /// As `start`, with a prepared command (e.g. `setpriv ... exporter`).
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Exporter {
+    pub fn start_with(cmd: Command, args: &[&str]) -> Exporter {
+        let exporter = Exporter::listening(cmd, args);
+        wait_for("the exporter's first sample", Duration::from_secs(20), || {
+            (exporter.get("/-/ready").0 == 200).then_some(())
+        });
+        exporter
+    }
+
+    /// As `start_with`, returning once the exporter listens, without asking whether it is ready:
+    /// over plain HTTP, which a TLS listener refuses.
+    pub fn listening(mut cmd: Command, args: &[&str]) -> Exporter {
         cmd.args([
             "--web.listen-address=127.0.0.1:0",
             "--sample.interval=200ms",
@@ -268,11 +278,7 @@ impl Exporter {
                 panic!("exporter did not start listening within 20s; log:\n{}", log.lock().unwrap());
             }
         };
-        let exporter = Exporter { child, addr, log, _config_dir: None };
-        wait_for("the exporter's first sample", Duration::from_secs(20), || {
-            (exporter.get("/-/ready").0 == 200).then_some(())
-        });
-        exporter
+        Exporter { child, addr, log, _config_dir: None }
     }
 
     pub fn log(&self) -> String {

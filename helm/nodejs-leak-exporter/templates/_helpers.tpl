@@ -175,3 +175,118 @@ and no host path.
     seccompProfile:
       type: RuntimeDefault
 {{- end }}
+
+{{/*
+The exporter's configuration file: `config`, with `snapshots` laid under `snapshots:` when they
+are on. Empty when there is nothing to write. The keys the chart derives from its values are
+refused in `config.snapshots`, so that one setting has one place.
+*/}}
+{{- define "nodejs-leak-exporter.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $given := get $config "snapshots" | default dict -}}
+{{- if .Values.snapshots.enabled }}
+{{- if ne .Values.mode "daemonset" }}
+{{- fail "snapshots.enabled needs mode: daemonset: a sidecar's pod has no directory the chart can mount for it" }}
+{{- end }}
+{{- $snapshots := dict "dir" (include "nodejs-leak-exporter.snapshotsDir" .) "max_files" (int64 .Values.snapshots.maxFiles) "max_bytes" (int64 .Values.snapshots.maxBytes) "gc" .Values.snapshots.gc "timeout" .Values.snapshots.timeout -}}
+{{- /* Rendered only when on: an exporter without the key refuses the file. */ -}}
+{{- if .Values.snapshots.forward }}
+{{- $_ := set $snapshots "forward" true }}
+{{- end }}
+{{- range $key, $_ := $snapshots }}
+{{- if hasKey $given $key }}
+{{- fail (printf "config.snapshots.%s: set it with the chart's snapshots values instead" $key) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "snapshots" (merge $snapshots $given) }}
+{{- else if hasKey $given "dir" }}
+{{- fail "config.snapshots.dir: use snapshots.enabled, which mounts a writable directory for it (the root filesystem is read-only)" }}
+{{- end }}
+{{- if $config }}
+{{- toYaml $config }}
+{{- end }}
+{{- end }}
+
+{{/* Where the snapshot volume is mounted; the exporter creates the directory below it 0700. */}}
+{{- define "nodejs-leak-exporter.snapshotsMount" -}}
+/var/lib/nodejs-leak-exporter
+{{- end }}
+
+{{- define "nodejs-leak-exporter.snapshotsDir" -}}
+{{ include "nodejs-leak-exporter.snapshotsMount" . }}/snapshots
+{{- end }}
+
+{{/*
+Whether the exporter gets a web configuration file (`--web.config.file`): rendered from web.tls
+and web.basicAuth.users, or the user's web.existingConfigSecret. "true" or empty.
+*/}}
+{{- define "nodejs-leak-exporter.webConfig" -}}
+{{- $web := .Values.web -}}
+{{- if or $web.tls.enabled $web.basicAuth.users $web.existingConfigSecret -}}
+{{- if ne .Values.mode "daemonset" }}
+{{- fail "web.tls, web.basicAuth.users and web.existingConfigSecret need mode: daemonset: mount the web configuration into your sidecar's pod yourself" }}
+{{- end }}
+{{- if and $web.existingConfigSecret $web.basicAuth.users }}
+{{- fail "web.basicAuth.users is ignored with web.existingConfigSecret: put the users in that Secret's web-config.yml" }}
+{{- end }}
+true
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding web-config.yml: the user's, or the one the chart renders. */}}
+{{- define "nodejs-leak-exporter.webConfigSecret" -}}
+{{- .Values.web.existingConfigSecret | default (printf "%s-web-config" (include "nodejs-leak-exporter.fullname" .)) }}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted (the rendered web configuration names its files there). */}}
+{{- define "nodejs-leak-exporter.tlsMount" -}}
+/etc/nodejs-leak-exporter-tls
+{{- end }}
+
+{{/* The rendered web configuration file, in the exporter-toolkit's format. */}}
+{{- define "nodejs-leak-exporter.webConfigFile" -}}
+{{- $web := .Values.web -}}
+{{- $file := dict -}}
+{{- if $web.tls.enabled }}
+{{- if not $web.tls.secretName }}
+{{- fail "web.tls.enabled needs web.tls.secretName (a kubernetes.io/tls Secret) or web.existingConfigSecret" }}
+{{- end }}
+{{- $mount := include "nodejs-leak-exporter.tlsMount" . }}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" $mount) "key_file" (printf "%s/tls.key" $mount) "client_auth_type" $web.tls.clientAuthType "min_version" $web.tls.minVersion }}
+{{- if ne $web.tls.clientAuthType "NoClientCert" }}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $mount) }}
+{{- end }}
+{{- $_ := set $file "tls_server_config" $tls }}
+{{- end }}
+{{- with $web.basicAuth.users }}
+{{- $_ := set $file "basic_auth_users" . }}
+{{- end }}
+{{- toYaml $file }}
+{{- end }}
+
+{{/*
+What a ServiceMonitor endpoint or PodMonitor podMetricsEndpoint adds for the endpoint's security:
+the scheme, tlsConfig and basicAuth. Refuses users without the Secret Prometheus scrapes with.
+*/}}
+{{- define "nodejs-leak-exporter.scrapeSecurity" -}}
+{{- $web := .Values.web -}}
+{{- if and $web.basicAuth.users (not $web.basicAuth.scrapeSecret.name) }}
+{{- fail "web.basicAuth.users with a ServiceMonitor or PodMonitor needs web.basicAuth.scrapeSecret.name: Prometheus would get 401" }}
+{{- end -}}
+scheme: {{ if $web.tls.enabled }}https{{ else }}http{{ end }}
+{{- if and $web.tls.enabled $web.tls.scrapeTlsConfig }}
+tlsConfig:
+  {{- toYaml $web.tls.scrapeTlsConfig | nindent 2 }}
+{{- end }}
+{{- with $web.basicAuth.scrapeSecret }}
+{{- if .name }}
+basicAuth:
+  username:
+    name: {{ .name }}
+    key: {{ .usernameKey }}
+  password:
+    name: {{ .name }}
+    key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- end }}
