@@ -6,8 +6,9 @@
 //!
 //! Memory: a shallow comparison keeps 12 bytes per node of the first snapshot, one bit per node
 //! for each later one, and 12 bytes per node new since the first; the later snapshots are
-//! streamed. With retained sizes, each snapshot's graph is built in turn (the first one's dropped
-//! once its per-class retained sizes are known), and the last one's kept for retainer paths.
+//! streamed. With retained sizes, each snapshot's graph is built in turn (the first one's without
+//! labels, dropped once its per-class retained sizes are known), and the last one's kept for
+//! retainer paths.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -129,8 +130,8 @@ fn open(path: &Path) -> Result<BufReader<File>, DiffError> {
     Ok(BufReader::with_capacity(1 << 16, f))
 }
 
-fn read_graph(path: &Path) -> Result<Graph, DiffError> {
-    let mut sink = GraphSink::new();
+fn read_graph(path: &Path, labels: bool) -> Result<Graph, DiffError> {
+    let mut sink = GraphSink::new(labels);
     let wrap = |source| DiffError::Parse { path: path.to_path_buf(), source };
     parse(open(path)?, &mut sink).map_err(wrap)?;
     sink.finish().map_err(wrap)
@@ -149,7 +150,7 @@ fn light_of_graph(g: &Graph, bases: Vec<&[Entry]>, classes: super::model::ClassT
         sink.observe(g.id[v], g.class[v], g.size[v]);
     }
     let mut light = sink.finish_with(classes);
-    light.edges = g.edge_to.len() as u64;
+    light.edges = g.edge_count;
     light
 }
 
@@ -188,7 +189,8 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
     let last_path = &paths[paths.len() - 1];
     // The first snapshot, whole.
     let (first, retained_first) = if opts.retained {
-        let mut g = read_graph(&paths[0])?;
+        // Only its retained sizes are shown: no labels.
+        let mut g = read_graph(&paths[0], false)?;
         let dom = g.dominators();
         let per_class = g.class_retained(&dom);
         let retained = retained_by_name(&g, &per_class);
@@ -205,8 +207,8 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
         bases.push(&m.entries);
     }
     // The last one: streamed, or its graph kept for retained sizes and paths.
-    let (last, graph) = if opts.retained {
-        let mut g = read_graph(last_path)?;
+    let (last, mut graph) = if opts.retained {
+        let mut g = read_graph(last_path, true)?;
         let classes = std::mem::take(&mut g.classes);
         let light = light_of_graph(&g, bases, classes.clone());
         g.classes = classes;
@@ -214,7 +216,9 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
     } else {
         (read_light(last_path, bases)?, None)
     };
-    let dom = graph.as_ref().map(Graph::dominators);
+    // Paths first: the dominators use the edges up.
+    let retainers = graph.as_mut().map(Graph::retainers);
+    let dom = graph.as_mut().map(Graph::dominators);
 
     let mut snapshots = vec![summary(&paths[0], &first)];
     if let Some(m) = &middle {
@@ -280,7 +284,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
         per.into_iter().map(|(name, c)| LeakClass { constructor: name.to_string(), ..c }).collect()
     });
 
-    if let (Some(g), Some(dom)) = (&graph, &dom) {
+    if let (Some(g), Some(dom), Some(parents)) = (&graph, &dom, &retainers) {
         // Node indices of the objects that may be sampled, and the leaked set in the graph.
         let candidates: HashSet<u32> = match &leaked {
             Some(l) => l.iter().map(|e| e.id).collect(),
@@ -293,7 +297,6 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
             }
         }
         drop(candidates);
-        let parents = g.shortest_parents();
         // Paths of up to PATH_SAMPLE objects spread over the class, grouped by their shape (ids
         // and indices left out): the most common shapes first, as memlab clusters its traces.
         let sample = |ids: Vec<u32>| -> Vec<Sample> {
@@ -302,7 +305,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
             for i in 0..k {
                 let id = ids[i * ids.len() / k];
                 let Some(&v) = index.get(&id) else { continue };
-                let Some(path) = g.path(&parents, v) else { continue };
+                let Some(path) = g.path(parents, v) else { continue };
                 let shape = path.iter().map(|step| path_shape(step)).collect();
                 shapes
                     .entry(shape)

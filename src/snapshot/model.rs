@@ -100,13 +100,13 @@ impl ClassTable {
     }
 
     /// Names every class from the strings read.
-    pub fn resolve(&mut self, strings: &HashMap<u32, String>) {
+    pub fn resolve<'s>(&mut self, string: impl Fn(u32) -> Option<&'s str>) {
         self.index = HashMap::new();
         self.names = self
             .keys
             .iter()
             .map(|&(t, n)| {
-                let name = if n == u32::MAX { "" } else { strings.get(&n).map(String::as_str).unwrap_or("") };
+                let name = if n == u32::MAX { "" } else { string(n).unwrap_or("") };
                 class_name(&self.types[t as usize], name)
             })
             .collect();
@@ -181,7 +181,8 @@ impl<'a> LightSink<'a> {
     /// Ends the read: entries sorted by id, classes named.
     pub fn finish(mut self) -> Light {
         self.light.entries.sort_unstable_by_key(|e| e.id);
-        self.light.classes.resolve(&self.strings);
+        let strings = &self.strings;
+        self.light.classes.resolve(|i| strings.get(&i).map(String::as_str));
         self.light
     }
 
