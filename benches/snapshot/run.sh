@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Snapshot parsing and diffing, ours beside memlab (npm `memlab`, installed under target/memlab):
 # time and peak RSS (/usr/bin/time -v) on three snapshots of benches/snapshot/heap.js.
-#   bash benches/snapshot/run.sh [ITEMS]      # 300000 items: snapshots of about 100 MiB
+#   bash benches/snapshot/run.sh [ITEMS]   # 300000 by default (about 250 MiB each); 120000: about 100 MiB
+#   KEEP=DIR bash benches/snapshot/run.sh ITEMS  # keeps the snapshots (and outputs) in DIR
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 ITEMS=${1:-300000}
 BIN=target/release/nodejs-leak-exporter
 [ -x "$BIN" ] || cargo build --release
@@ -11,8 +13,15 @@ if [ ! -x target/memlab/node_modules/.bin/memlab ]; then
   mkdir -p target/memlab && (cd target/memlab && PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund memlab@2.0.5 >/dev/null)
 fi
 MEMLAB=target/memlab/node_modules/.bin/memlab
-DIR=$(mktemp -d)
-trap 'kill $APP 2>/dev/null || true; rm -rf "$DIR"' EXIT
+APP=
+if [ -n "${KEEP:-}" ]; then
+  # A large snapshot takes minutes to make: keep the set to look at again.
+  mkdir -p "$KEEP" && DIR=$KEEP
+  trap 'kill $APP 2>/dev/null || true' EXIT
+else
+  DIR=$(mktemp -d)
+  trap 'kill $APP 2>/dev/null || true; rm -rf "$DIR"' EXIT
+fi
 node --max-old-space-size=8192 --inspect=127.0.0.1:0 benches/snapshot/heap.js items="$ITEMS" > "$DIR/app.log" 2>/dev/null &
 APP=$!
 until grep -q ready "$DIR/app.log"; do sleep 0.5; done

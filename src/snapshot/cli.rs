@@ -92,7 +92,7 @@ pub struct DiffArgs {
     pub top: usize,
 
     /// Retained sizes from the dominator tree, and the retainer paths of sample new objects
-    /// (needs 1.2-1.5 times one snapshot file's size in memory; without it, under a quarter).
+    /// (needs about 1-1.3 times one snapshot file's size in memory; without it, under a quarter).
     #[arg(long)]
     pub retained: bool,
 

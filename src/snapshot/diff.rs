@@ -6,8 +6,9 @@
 //!
 //! Memory: a shallow comparison keeps 12 bytes per node of the first snapshot, one bit per node
 //! for each later one, and 12 bytes per node new since the first; the later snapshots are
-//! streamed. With retained sizes, each snapshot's graph is built in turn (the first one's dropped
-//! once its per-class retained sizes are known), and the last one's kept for retainer paths.
+//! streamed. With retained sizes, each snapshot's graph is built in turn (the first one's without
+//! labels, dropped once its per-class retained sizes are known), and the last one's kept for
+//! retainer paths.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -122,6 +123,14 @@ pub struct Report {
     /// With three snapshots: memlab's leaks, largest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaks: Option<Vec<LeakClass>>,
+    /// Ids new in the middle snapshot that name an object of another class in the last: V8 gave
+    /// a dead object's id to a new one, so they are no leak (and ids were not stable).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub leak_ids_reused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, DiffError> {
@@ -129,8 +138,8 @@ fn open(path: &Path) -> Result<BufReader<File>, DiffError> {
     Ok(BufReader::with_capacity(1 << 16, f))
 }
 
-fn read_graph(path: &Path) -> Result<Graph, DiffError> {
-    let mut sink = GraphSink::new();
+fn read_graph(path: &Path, labels: bool) -> Result<Graph, DiffError> {
+    let mut sink = GraphSink::new(labels);
     let wrap = |source| DiffError::Parse { path: path.to_path_buf(), source };
     parse(open(path)?, &mut sink).map_err(wrap)?;
     sink.finish().map_err(wrap)
@@ -149,7 +158,7 @@ fn light_of_graph(g: &Graph, bases: Vec<&[Entry]>, classes: super::model::ClassT
         sink.observe(g.id[v], g.class[v], g.size[v]);
     }
     let mut light = sink.finish_with(classes);
-    light.edges = g.edge_to.len() as u64;
+    light.edges = g.edge_count;
     light
 }
 
@@ -188,7 +197,8 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
     let last_path = &paths[paths.len() - 1];
     // The first snapshot, whole.
     let (first, retained_first) = if opts.retained {
-        let mut g = read_graph(&paths[0])?;
+        // Only its retained sizes are shown: no labels.
+        let mut g = read_graph(&paths[0], false)?;
         let dom = g.dominators();
         let per_class = g.class_retained(&dom);
         let retained = retained_by_name(&g, &per_class);
@@ -205,8 +215,8 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
         bases.push(&m.entries);
     }
     // The last one: streamed, or its graph kept for retained sizes and paths.
-    let (last, graph) = if opts.retained {
-        let mut g = read_graph(last_path)?;
+    let (last, mut graph) = if opts.retained {
+        let mut g = read_graph(last_path, true)?;
         let classes = std::mem::take(&mut g.classes);
         let light = light_of_graph(&g, bases, classes.clone());
         g.classes = classes;
@@ -214,7 +224,9 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
     } else {
         (read_light(last_path, bases)?, None)
     };
-    let dom = graph.as_ref().map(Graph::dominators);
+    // Paths first: the dominators use the edges up.
+    let retainers = graph.as_mut().map(Graph::retainers);
+    let dom = graph.as_mut().map(Graph::dominators);
 
     let mut snapshots = vec![summary(&paths[0], &first)];
     if let Some(m) = &middle {
@@ -265,10 +277,21 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
         key(b).cmp(&key(a)).then_with(|| a.constructor.cmp(&b.constructor))
     });
 
-    // memlab's leaks: new in the middle one, still there in the last.
-    let leaked: Option<Vec<Entry>> = middle
-        .as_ref()
-        .map(|m| m.entries.iter().enumerate().filter(|(i, _)| last.seen[1].get(*i)).map(|(_, e)| *e).collect());
+    // memlab's leaks: new in the middle one, still there in the last. An id is one object only
+    // while its class stays: on large snapshots V8 was seen to give thousands of dead objects'
+    // ids to new objects of other classes (a LeakedRecord's to a closure), which memlab counts
+    // as leaks under the last snapshot's class.
+    let mut leak_ids_reused = 0;
+    let leaked: Option<Vec<Entry>> = middle.as_ref().map(|m| {
+        let same_object = |i: usize, e: &Entry| {
+            let later = last.second_base_class[i] as usize;
+            last.classes.names.get(later) == Some(&m.classes.names[e.class as usize])
+        };
+        let held = m.entries.iter().enumerate().filter(|(i, _)| last.seen[1].get(*i));
+        let (kept, reused): (Vec<_>, Vec<_>) = held.partition(|(i, e)| same_object(*i, e));
+        leak_ids_reused = reused.len() as u64;
+        kept.into_iter().map(|(_, e)| *e).collect()
+    });
     let mut leaks: Option<Vec<LeakClass>> = leaked.as_ref().map(|leaked| {
         let m = middle.as_ref().expect("leaks need a middle snapshot");
         let mut per: BTreeMap<&str, LeakClass> = BTreeMap::new();
@@ -280,7 +303,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
         per.into_iter().map(|(name, c)| LeakClass { constructor: name.to_string(), ..c }).collect()
     });
 
-    if let (Some(g), Some(dom)) = (&graph, &dom) {
+    if let (Some(g), Some(dom), Some(parents)) = (&graph, &dom, &retainers) {
         // Node indices of the objects that may be sampled, and the leaked set in the graph.
         let candidates: HashSet<u32> = match &leaked {
             Some(l) => l.iter().map(|e| e.id).collect(),
@@ -293,7 +316,6 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
             }
         }
         drop(candidates);
-        let parents = g.shortest_parents();
         // Paths of up to PATH_SAMPLE objects spread over the class, grouped by their shape (ids
         // and indices left out): the most common shapes first, as memlab clusters its traces.
         let sample = |ids: Vec<u32>| -> Vec<Sample> {
@@ -302,7 +324,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
             for i in 0..k {
                 let id = ids[i * ids.len() / k];
                 let Some(&v) = index.get(&id) else { continue };
-                let Some(path) = g.path(&parents, v) else { continue };
+                let Some(path) = g.path(parents, v) else { continue };
                 let shape = path.iter().map(|step| path_shape(step)).collect();
                 shapes
                     .entry(shape)
@@ -347,7 +369,7 @@ pub fn diff(paths: &[PathBuf], opts: DiffOptions) -> Result<Report, DiffError> {
     if let Some(leaks) = &mut leaks {
         sort_leaks(leaks);
     }
-    Ok(Report { snapshots, classes, leaks })
+    Ok(Report { snapshots, classes, leaks, leak_ids_reused })
 }
 
 fn sort_leaks(leaks: &mut [LeakClass]) {
@@ -510,6 +532,13 @@ pub fn render_text(report: &Report, top: usize) -> String {
         if leaks.len() > top {
             out.push_str(&format!("({} more classes; --top to see more)\n", leaks.len() - top));
         }
+        if report.leak_ids_reused > 0 {
+            out.push_str(&format!(
+                "({} ids new in B name an object of another class in C: V8 gave them to new objects, so \
+                 they are left out, and these leaks are unsure: trust the comparison A → C)\n",
+                report.leak_ids_reused
+            ));
+        }
         let paths: Vec<&LeakClass> = leaks.iter().filter(|c| !c.samples.is_empty()).collect();
         if !paths.is_empty() {
             out.push_str("\nRetainer paths of leaked objects (shortest, from the root):\n");
@@ -645,6 +674,41 @@ mod tests {
         assert_eq!(bytes(1536, true), "+1.5 KiB");
         assert_eq!(bytes(-10, true), "-10 B");
         assert_eq!(bytes(3 << 30, false), "3.00 GiB");
+    }
+
+    /// V8 gave a dead object's id to a new object of another class: not a leak.
+    #[test]
+    fn an_id_of_another_class_in_the_last_snapshot_is_no_leak() {
+        let snapshot = |held: &[(&str, u32)]| {
+            let mut b = Builder::new();
+            let root = b.node("synthetic", "", 1, 0);
+            let global = b.node("object", "global", 3, 40);
+            b.edge(root, "shortcut", "global", global);
+            for (i, &(class, id)) in held.iter().enumerate() {
+                let o = b.node("object", class, id, 24);
+                b.edge(global, "element", &i.to_string(), o);
+            }
+            b.json()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> =
+            [snapshot(&[]), snapshot(&[("Kept", 101), ("Dies", 103)]), snapshot(&[("Kept", 101), ("Other", 103)])]
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let p = dir.path().join(format!("{i}.heapsnapshot"));
+                    std::fs::write(&p, text).unwrap();
+                    p
+                })
+                .collect();
+        for retained in [false, true] {
+            let r = diff(&paths, DiffOptions { retained, samples: 1, top: 3 }).unwrap();
+            let leaks: Vec<(&str, u64)> =
+                r.leaks.as_ref().unwrap().iter().map(|c| (c.constructor.as_str(), c.count)).collect();
+            assert_eq!(leaks, [("Kept", 1)]);
+            assert_eq!(r.leak_ids_reused, 1);
+            assert!(render_text(&r, 3).contains("(1 ids new in B name an object of another class in C"));
+        }
     }
 
     #[test]

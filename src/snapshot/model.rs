@@ -100,13 +100,13 @@ impl ClassTable {
     }
 
     /// Names every class from the strings read.
-    pub fn resolve(&mut self, strings: &HashMap<u32, String>) {
+    pub fn resolve<'s>(&mut self, string: impl Fn(u32) -> Option<&'s str>) {
         self.index = HashMap::new();
         self.names = self
             .keys
             .iter()
             .map(|&(t, n)| {
-                let name = if n == u32::MAX { "" } else { strings.get(&n).map(String::as_str).unwrap_or("") };
+                let name = if n == u32::MAX { "" } else { string(n).unwrap_or("") };
                 class_name(&self.types[t as usize], name)
             })
             .collect();
@@ -120,6 +120,9 @@ pub struct Light {
     pub entries: Vec<Entry>,
     /// Per base it was read against: which of the base's entries it holds.
     pub seen: Vec<Bits>,
+    /// Read against a second base: per entry of that base held here, its class here (V8 may
+    /// give a dead object's id to a new one, of another class).
+    pub second_base_class: Vec<u32>,
     pub classes: ClassTable,
     /// Per class: count and shallow size.
     pub totals: Vec<(u64, u64)>,
@@ -146,8 +149,9 @@ pub struct LightSink<'a> {
 impl<'a> LightSink<'a> {
     pub fn new(bases: Vec<&'a [Entry]>) -> Self {
         let seen = bases.iter().map(|b| Bits::new(b.len())).collect();
+        let second_base_class = bases.get(1).map(|b| vec![u32::MAX; b.len()]).unwrap_or_default();
         LightSink {
-            light: Light { seen, ..Light::default() },
+            light: Light { seen, second_base_class, ..Light::default() },
             bases,
             wanted: Bits::default(),
             strings: HashMap::new(),
@@ -171,6 +175,9 @@ impl<'a> LightSink<'a> {
             if let Some(at) = find(base, id) {
                 light.seen[i].set(at);
                 in_first |= i == 0;
+                if i == 1 {
+                    light.second_base_class[at] = class;
+                }
             }
         }
         if !in_first {
@@ -181,7 +188,8 @@ impl<'a> LightSink<'a> {
     /// Ends the read: entries sorted by id, classes named.
     pub fn finish(mut self) -> Light {
         self.light.entries.sort_unstable_by_key(|e| e.id);
-        self.light.classes.resolve(&self.strings);
+        let strings = &self.strings;
+        self.light.classes.resolve(|i| strings.get(&i).map(String::as_str));
         self.light
     }
 
