@@ -318,7 +318,7 @@ warm_up() {
 }
 
 # The numbers of ours that the report uses, from one exposition file, in a fixed order.
-OUR_FIELDS='samples sample_dur targets_active targets_warming targets_exited discovered scanned own_rss own_fds insp_connected errors'
+OUR_FIELDS='samples sample_dur targets_active targets_warming targets_exited discovered scanned own_rss own_fds insp_connected errors history_points'
 our_fields() {
     awk '
     $1 == "nodejs_leak_exporter_samples_total" { v["samples"] = $2 }
@@ -330,6 +330,7 @@ our_fields() {
     $1 == "nodejs_leak_exporter_scanned_processes" { v["scanned"] = $2 }
     $1 == "nodejs_leak_exporter_process_resident_memory_bytes" { v["own_rss"] = $2 }
     $1 == "nodejs_leak_exporter_process_open_fds" { v["own_fds"] = $2 }
+    $1 == "nodejs_leak_exporter_history_points" { v["history_points"] = $2 }
     /^nodejs_inspector_connected\{/ { v["insp_connected"] += $2 }
     /^nodejs_leak_exporter_collector_errors_total\{/ { v["errors"] += $2 }
     END {

@@ -128,10 +128,15 @@ def phase_a(work, meta):
         marks.append(last)
     print(
         "| time | node processes | our targets active / warming / exited | inspector sessions "
-        "| **our RSS** | **our fds** | threads | last sample (wall) | scrapes since the row before: "
+        "| **our RSS** | of it, leak histories | **our fds** | threads | last sample (wall) | scrapes since the row before: "
         "p50 / p99 / max | process-exporter RSS | its fds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    def hist(r):
+        # nodejs_leak_exporter_history_points: 8 bytes a point (an older build has no such metric).
+        h = r.get("history_points", math.nan)
+        return "n/a" if math.isnan(h) else f"{h * 8 / 1048576:.2f} MiB"
+
     prev_t = None
     for r in marks:
         sl = [s[1] for s in ok if (prev_t is None or s[0] > prev_t) and s[0] <= r["t"]]
@@ -141,7 +146,7 @@ def phase_a(work, meta):
         print(
             f"| +{dur(r['t'] - t0)} | {int(r['nodes'])} | {int(r['targets_active'])} / "
             f"{int(r['targets_warming'])} / {int(r['targets_exited'])} | {int(r['insp_connected'])} "
-            f"| {mib(r['our_rss_kb'])} | {int(r['our_fds'])} | {int(r['our_threads'])} "
+            f"| {mib(r['our_rss_kb'])} | {hist(r)} | {int(r['our_fds'])} | {int(r['our_threads'])} "
             f"| {ms(r['sample_dur'] * 1000)} | {sl_txt} | {mib(r['pe_rss_kb'])} | {int(r['pe_fds'])} |"
         )
         prev_t = r["t"]
