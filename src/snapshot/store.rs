@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::capture::{self, CaptureSettings};
+use crate::collect::inspector::locate;
 use crate::config::{Config, SnapshotsConfig};
 use crate::connector::Connector;
 
@@ -277,7 +278,7 @@ impl Store {
     async fn take(&self, pid: i32, name: &str) -> Result<capture::Captured, capture::CaptureError> {
         let s = &self.settings;
         let connector = &*self.connector;
-        let inspector = capture::locate_inspector(
+        let inspector = locate::locate_inspector(
             connector,
             &s.procfs,
             pid,
