@@ -33,15 +33,11 @@ SCRAPES=${SCRAPES:-200}
 WARMUP_SAMPLES=${WARMUP_SAMPLES:-2}
 INTERVAL=5 # seconds; --sample.interval of ours and the scrape period of process-exporter in phase A
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 FIXTURE=$ROOT/benches/fixtures/idle.js
-EXPORTER=$ROOT/target/release/nodejs-leak-exporter
-PE=/usr/bin/prometheus-process-exporter
+EXPORTER=$RELEASE_BIN
 TCK=$(getconf CLK_TCK)
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Cleanup: every process this script started, on normal exit, error, Ctrl-C or TERM.
@@ -52,138 +48,42 @@ PE_PID=''
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    local pids=()
-    [[ -n $OUR_PID ]] && pids+=("$OUR_PID")
-    [[ -n $PE_PID ]] && pids+=("$PE_PID")
-    pids+=("${NODE_PIDS[@]}")
-    if ((${#pids[@]})); then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        # Bounded wait for them to go, then KILL what is left.
-        local deadline=$((SECONDS + 10)) p left
-        while ((SECONDS < deadline)); do
-            left=0
-            for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=1 && break; done
-            ((left)) || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-    fi
-    if ((rc != 0)); then
-        for f in "$WORK"/our.log "$WORK"/pe.log "$WORK"/node.err; do
-            [[ -s $f ]] && { echo "--- last lines of $f" >&2; tail -n 20 "$f" >&2; }
-        done
-    fi
+    stop_pids "$OUR_PID" "$PE_PID" "${NODE_PIDS[@]}"
+    ((rc == 0)) || tail_logs 20 "$WORK"/our.log "$WORK"/pe.log "$WORK"/node.err
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "ERROR: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 
-now() { date +%s.%N; }
-# Sleeps until the given unix time (pacing of the measurement, not synchronisation).
-sleep_until() {
-    local d
-    d=$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')
-    [[ $d == 0.000 ]] || sleep "$d"
-}
-# utime+stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat, counted after the
-# closing parenthesis of comm, which may contain spaces); with "split", prints "utime stime".
-cpu_ticks() {
-    local s
-    s=$(<"/proc/$1/stat") || die "process $1 is gone"
-    s=${s##*) }
-    local f
-    read -ra f <<<"$s"
-    if [[ ${2:-} == split ]]; then echo "${f[11]} ${f[12]}"; else echo $((f[11] + f[12])); fi
-}
-# A field of /proc/PID/status in kB.
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-# Value of an unlabelled (or exactly labelled) sample in an exposition file.
-metric() { awk -v m="$2" '$1 == m { print $2; exit }' "$1"; }
-# Distinct pid labels of process_resident_memory_bytes in an exposition file.
-pids_in() { { grep '^process_resident_memory_bytes{' "$1" || true; } | grep -o 'pid="[0-9]*"' | sort -u | tr -dc '0-9\n' || true; }
-# A loopback port nothing listens on.
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
-        if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]] && ! (: </dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free loopback port found"
-}
 # One scrape: body to $2, prints "time_total_seconds size_bytes http_code".
 scrape() { curl -sS --max-time 10 -o "$2" -w '%{time_total} %{size_download} %{http_code}\n' "$1" || echo "0 0 000"; }
 # Nearest-rank percentile of the numbers in a file.
 percentile() { sort -g "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(p * NR + 0.999999); if (i < 1) i = 1; print v[i] }'; }
-# Busy and total jiffies of the whole machine (all CPUs), from the first line of /proc/stat.
-machine_jiffies() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat; }
-busy_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f%%", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'; }
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.9g", s / n; else print "nan" }' "$1"; }
 maxof() { sort -g "$1" | tail -n 1; }
 
 # ---------------------------------------------------------------------------------------------
 # 1. What the benchmark needs.
 
-if ! dpkg-query -W -f='${Status}' prometheus-process-exporter 2>/dev/null | grep -q 'install ok installed' || [[ ! -x $PE ]]; then
-    log "installing prometheus-process-exporter"
-    SUDO=''
-    ((EUID == 0)) || SUDO=sudo
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus-process-exporter
-fi
+install_process_exporter
 command -v node >/dev/null || die "node is not on PATH"
 command -v curl >/dev/null || die "curl is not installed"
-log "building nodejs-leak-exporter (release)"
-cargo build --release --quiet
-[[ -x $EXPORTER ]] || die "$EXPORTER was not built"
+build_release
 
 # ---------------------------------------------------------------------------------------------
 # 2. 200 idle Node.js processes.
 
 log "starting $NODES idle Node.js processes"
-: >"$WORK/ready"
-for ((i = 0; i < NODES; i++)); do
-    node "$FIXTURE" >>"$WORK/ready" 2>>"$WORK/node.err" &
-    NODE_PIDS+=("$!")
-done
-# Ready when every one has written its line (it runs the script) and is named node in /proc.
-deadline=$((SECONDS + 120))
-while :; do
-    n_ready=$(grep -c '^ready ' "$WORK/ready" || true)
-    if ((n_ready >= NODES)); then
-        n_node=0
-        for p in "${NODE_PIDS[@]}"; do
-            [[ $(cat "/proc/$p/comm" 2>/dev/null) == node ]] && n_node=$((n_node + 1))
-        done
-        ((n_node == NODES)) && break
-    fi
-    for p in "${NODE_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || die "node process $p exited during start-up"; done
-    ((SECONDS < deadline)) || die "only $n_ready of $NODES Node.js processes were ready after 120 s"
-    sleep 0.2
-done
+idle_args() { APP_ARGS=("$FIXTURE"); }
+start_apps "$NODES" 120 idle_args
 log "all $NODES Node.js processes are running"
 # Let their start-up CPU settle: wait (bounded) for a second in which all of them together use
 # less than 2 ticks of CPU, so the start-up does not compete with the measurement.
-node_ticks() { local t=0 p; for p in "${NODE_PIDS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
-deadline=$((SECONDS + 60))
-prev=$(node_ticks)
-while :; do
-    sleep 1
-    cur=$(node_ticks)
-    ((cur - prev < 2)) && break
-    ((SECONDS < deadline)) || { log "warning: Node.js processes still busy after 60 s ($((cur - prev)) ticks/s); going on"; break; }
-    prev=$cur
-done
-others=$(($(ps -e -o comm= | grep -cx node) - NODES))
+settle 60 2
+others=$(($(node_count) - NODES))
 ((others == 0)) || log "note: $others other Node.js processes run on this machine; both exporters watch them too"
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +249,7 @@ awk \
     -v our_pids_min="$(sort -n "$WORK/a_pids" | head -n 1)" \
     -v our_version="$our_version" -v pe_version="$pe_version" \
     -v our_u="$((our_u1 - our_u0))" -v our_s="$((our_s1 - our_s0))" -v pe_u="$((pe_u1 - pe_u0))" -v pe_s="$((pe_s1 - pe_s0))" \
-    -v busy_a="$(busy_pct "$mach_a0" "$mach_a1")" -v busy_b="$(busy_pct "$mach_b0" "$mach_b1")" \
+    -v busy_a="$(busy_pct "$mach_a0" "$mach_a1")%" -v busy_b="$(busy_pct "$mach_b0" "$mach_b1")%" \
     -v fds="$fds_mean" -v ncpu="$(nproc)" -v kernel="$(uname -r)" -v nodev="$(node --version)" '
 function ms(sec) { return sprintf("%.2f ms", sec * 1000) }
 function mib(kb) { return sprintf("%.1f MiB", kb / 1024) }

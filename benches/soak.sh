@@ -75,14 +75,10 @@ INTERVAL=5            # seconds: our --sample.interval (the default) and process
 MIB_PER_NODE=12       # memory reserved per idle node process when checking MemAvailable (it needs ~7)
 MEM_HEADROOM_MIB=3072 # left for the other work on the machine
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 HELPERS=$ROOT/benches/soak
-PE=/usr/bin/prometheus-process-exporter
 TCK=$(getconf CLK_TCK)
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Cleanup: every process this script started, on normal exit, error, Ctrl-C or TERM.
@@ -93,63 +89,24 @@ OUR_PID=''
 PE_PID=''
 CHURN_PID=''
 SCRAPERS_PID=''
-stop_pids() {
-    (($#)) || return 0
-    kill -TERM "$@" 2>/dev/null || true
-    local deadline=$((SECONDS + 10)) p left
-    while ((SECONDS < deadline)); do
-        left=0
-        for p in "$@"; do kill -0 "$p" 2>/dev/null && left=1 && break; done
-        ((left)) || break
-        sleep 0.1
-    done
-    kill -KILL "$@" 2>/dev/null || true
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    local pids=()
     # The churn driver first: it kills its own children on TERM.
-    [[ -n $CHURN_PID ]] && stop_pids "$CHURN_PID"
-    [[ -n $SCRAPERS_PID ]] && pids+=("$SCRAPERS_PID")
-    [[ -n $OUR_PID ]] && pids+=("$OUR_PID")
-    [[ -n $PE_PID ]] && pids+=("$PE_PID")
-    pids+=("${NODE_PIDS[@]}")
-    stop_pids "${pids[@]}"
-    if ((rc != 0)); then
-        for f in "$WORK"/our*.log "$WORK"/pe*.log "$WORK"/node.err "$WORK"/churn.err "$WORK"/scrapers.err; do
-            [[ -s $f ]] && { echo "--- last lines of $f" >&2; tail -n 20 "$f" >&2; }
-        done
-    fi
+    stop_pids "$CHURN_PID"
+    stop_pids "$SCRAPERS_PID" "$OUR_PID" "$PE_PID" "${NODE_PIDS[@]}"
+    ((rc == 0)) || tail_logs 20 "$WORK"/our*.log "$WORK"/pe*.log "$WORK"/node.err "$WORK"/churn.err "$WORK"/scrapers.err
     if [[ -n ${SOAK_KEEP:-} ]]; then
         mkdir -p "$SOAK_KEEP" && cp -r "$WORK"/. "$SOAK_KEEP"/ && log "raw data copied to $SOAK_KEEP"
     fi
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "ERROR: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 
-now() { date +%s.%N; }
-sleep_until() {
-    local d
-    d=$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')
-    [[ $d == 0.000 ]] || sleep "$d"
-}
-# utime+stime of a process in clock ticks (all threads, dead ones included).
-cpu_ticks() {
-    local s f
-    s=$(<"/proc/$1/stat") || return 1
-    s=${s##*) }
-    read -ra f <<<"$s"
-    echo $((f[11] + f[12]))
-}
 # CPU of a process in ns from the schedstat of each live thread: prints "all_threads sampler
 # threads" (sampler: the thread named `sampler`, ours only; 0 elsewhere). A thread that exits
 # takes its time with it: the ticks of cpu_ticks are the check.
@@ -181,69 +138,26 @@ cpu_delta() {
          { d = $2 - ($1 in s ? s[$1] : 0); all += d; if ($3 == "sampler") smp += d; seen[$1] = 1 }
          END { for (t in s) if (!(t in seen)) gone++; printf "%.0f %.0f %d\n", all, smp, gone }' "$1" "$2"
 }
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
 fd_count() { local f=(/proc/"$1"/fd/*); echo "${#f[@]}"; }
-metric() { awk -v m="$2" '$1 == m { print $2; exit }' "$1"; }
-pids_in() { { grep '^process_resident_memory_bytes{' "$1" || true; } | grep -o 'pid="[0-9]*"' | sort -u | tr -dc '0-9\n' || true; }
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
-        if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]] && ! (: </dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free loopback port found"
-}
 scrape() { curl -sS --max-time 20 -o "$2" -w '%{time_total} %{size_download} %{http_code}\n' "$1" 2>/dev/null || echo "0 0 000"; }
 mem_available_mib() { awk '$1 == "MemAvailable:" { print int($2 / 1024) }' /proc/meminfo; }
-node_count() { ps -e -o comm= | grep -cx node || true; }
 
-# Starts COUNT app.js processes with the given options (appended to NODE_PIDS), and waits until
-# every one has said it is up and is named node in /proc.
-start_apps() {
-    local count=$1 every_inspect=$2 every_http=$3 i args first=${#NODE_PIDS[@]}
-    : >"$WORK/ready"
-    for ((i = 0; i < count; i++)); do
-        args=()
-        ((every_inspect > 0 && i % every_inspect == every_inspect - 1)) && args+=(--inspect=127.0.0.1:0)
-        args+=("$HELPERS/app.js")
-        ((every_http > 0 && i % every_http == every_http / 2 - 1)) && args+=(--http)
-        node "${args[@]}" >>"$WORK/ready" 2>>"$WORK/node.err" &
-        NODE_PIDS+=("$!")
-        # Pace the start a little so a thousand start-ups do not starve the machine.
-        ((i % 50 == 49)) && sleep 0.5
-    done
-    local deadline=$((SECONDS + 60 + count / 5)) n_ready n_node p
-    while :; do
-        n_ready=$(grep -c '^ready ' "$WORK/ready" || true)
-        if ((n_ready >= count)); then
-            n_node=0
-            for p in "${NODE_PIDS[@]:first}"; do
-                [[ $(cat "/proc/$p/comm" 2>/dev/null) == node ]] && n_node=$((n_node + 1))
-            done
-            ((n_node == count)) && break
-        fi
-        ((SECONDS < deadline)) || die "only $n_ready of $count Node.js processes were ready"
-        sleep 0.5
-    done
-    for p in "${NODE_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || die "node process $p exited"; done
+# Starts COUNT app.js processes, every EVERY_INSPECT-th with an inspector and every EVERY_HTTP-th
+# serving HTTP (0: none), and waits until every one is up.
+start_soak_apps() {
+    local every_inspect=$2 every_http=$3
+    start_apps "$1" $((60 + $1 / 5)) soak_app_args
 }
-
-# Waits (bounded) for a second in which our Node.js processes together use < 2 ticks of CPU.
-settle() {
-    local prev cur deadline=$((SECONDS + 90))
-    node_ticks() { local t=0 p; for p in "${NODE_PIDS[@]}"; do t=$((t + $(cpu_ticks "$p" || echo 0))); done; echo "$t"; }
-    prev=$(node_ticks)
-    while :; do
-        sleep 1
-        cur=$(node_ticks)
-        ((cur - prev < 2 + ${#NODE_PIDS[@]} / 200)) && break
-        ((SECONDS < deadline)) || { log "warning: Node.js processes still busy after 90 s ($((cur - prev)) ticks/s); going on"; break; }
-        prev=$cur
-    done
+soak_app_args() { # the i-th app's arguments, with start_soak_apps's every_inspect and every_http
+    APP_ARGS=()
+    ((every_inspect > 0 && $1 % every_inspect == every_inspect - 1)) && APP_ARGS+=(--inspect=127.0.0.1:0)
+    APP_ARGS+=("$HELPERS/app.js")
+    ((every_http > 0 && $1 % every_http == every_http / 2 - 1)) && APP_ARGS+=(--http)
+    return 0
 }
+# Waits (bounded) for a second in which our Node.js processes together use < 2 ticks of CPU
+# (more with many of them).
+soak_settle() { settle 90 $((2 + ${#NODE_PIDS[@]} / 200)); }
 
 # Starts a server in the background on a free loopback port, retrying on another port when the
 # one picked was taken in between (an inspector on port 0 may take it); waits until it answers.
@@ -342,13 +256,7 @@ our_fields() {
 # ---------------------------------------------------------------------------------------------
 # 1. What the benchmark needs.
 
-if ! dpkg-query -W -f='${Status}' prometheus-process-exporter 2>/dev/null | grep -q 'install ok installed' || [[ ! -x $PE ]]; then
-    log "installing prometheus-process-exporter"
-    SUDO=''
-    ((EUID == 0)) || SUDO=sudo
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus-process-exporter
-fi
+install_process_exporter
 for c in node curl python3 ss; do command -v "$c" >/dev/null || die "$c is not installed"; done
 # The working tree, as the other benchmarks do; with SOAK_BUILD=head (or a commit), or when the
 # working tree does not build (someone is in the middle of a change), the last commit, exported to a temporary
@@ -412,8 +320,8 @@ our_version="$("$EXPORTER" --version 2>/dev/null | head -n 1) (commit $rev)"
 
 if [[ $PHASES == *a* ]]; then
     log "phase A: starting $STEADY steady Node.js processes (every ${INSPECT_EVERY}th with an inspector)"
-    start_apps "$STEADY" "$INSPECT_EVERY" "$INSPECT_EVERY"
-    settle
+    start_soak_apps "$STEADY" "$INSPECT_EVERY" "$INSPECT_EVERY"
+    soak_settle
     printf '%s\n' "${NODE_PIDS[@]}" | sort -u >"$WORK/want_pids"
     n_inspect=0
     ((INSPECT_EVERY > 0)) && n_inspect=$((STEADY / INSPECT_EVERY))
@@ -524,8 +432,8 @@ if [[ $PHASES == *b* ]]; then
                 continue
             fi
             log "phase B: $size targets: starting $add more idle Node.js processes ($avail MiB available)"
-            start_apps "$add" 0 0
-            settle
+            start_soak_apps "$add" 0 0
+            soak_settle
         fi
         printf '%s\n' "${NODE_PIDS[@]}" | sort -u >"$WORK/want_pids"
         start_exporters "b$size"
@@ -537,7 +445,7 @@ if [[ $PHASES == *b* ]]; then
         K=$((WINDOW / INTERVAL))
         : >"$WORK/b_dur"
         : >"$WORK/b_pe_lat"
-        mach0=$(awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat)
+        mach0=$(machine_jiffies)
         for ((k = 0; k <= K; k++)); do
             if ((k < K)); then
                 sleep_until "$(awk -v t="$T" -v k="$k" -v i="$INTERVAL" 'BEGIN { printf "%.6f", t + k * i + i / 4 }')"
@@ -569,8 +477,8 @@ if [[ $PHASES == *b* ]]; then
             fi
             s1=$(metric "$WORK/our_b.prom" nodejs_leak_exporter_samples_total)
         done
-        mach1=$(awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat)
-        busy=$(awk -v a="$mach0" -v b="$mach1" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
+        mach1=$(machine_jiffies)
+        busy=$(busy_pct "$mach0" "$mach1")
         targets=$(metric "$WORK/our_b.prom" 'nodejs_leak_exporter_targets{state="active"}')
         scanned=$(metric "$WORK/our_b.prom" nodejs_leak_exporter_scanned_processes)
         pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_b.prom")

@@ -24,60 +24,24 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-32}
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-SERVER_JS=$ROOT/benches/inspector_cost/server.js
-EXPORTER=$ROOT/target/release/nodejs-leak-exporter
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+EXPORTER=$RELEASE_BIN
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/attribution_cost.XXXXXX")
 SERVER_PID=''
 PROF_PID=''
-stop_pid() {
-    local p=$1
-    [[ -n $p ]] || return 0
-    kill -TERM "$p" 2>/dev/null || return 0
-    local deadline=$((SECONDS + 10))
-    while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    stop_pid "$PROF_PID"
-    stop_pid "$SERVER_PID"
-    if ((rc != 0)); then
-        for f in "$WORK"/server.err "$WORK"/profile.err "$WORK"/wrk.out; do
-            [[ -s $f ]] && { echo "--- last lines of $f" >&2; tail -n 20 "$f" >&2; }
-        done
-    fi
+    stop_pids "$PROF_PID"
+    stop_pids "$SERVER_PID"
+    ((rc == 0)) || tail_logs 20 "$WORK"/server.err "$WORK"/profile.err "$WORK"/wrk.out
     rm -rf "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-now() { date +%s.%N; }
-app_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'; }
-
-start_server() {
-    : >"$WORK/server.out"
-    : >"$WORK/server.err"
-    PROM_CLIENT=0 taskset -c 1 node --inspect=127.0.0.1:0 "$SERVER_JS" >"$WORK/server.out" 2>"$WORK/server.err" &
-    SERVER_PID=$!
-    local deadline=$((SECONDS + 20))
-    PORT=''
-    while [[ -z $PORT ]]; do
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start-up"
-        ((SECONDS < deadline)) || die "server did not start in 20 s"
-        sleep 0.05
-        PORT=$(awk '$1 == "listening" { print $2; exit }' "$WORK/server.out")
-    done
-}
 
 # Starts the profiler on CPU 0 at interval $1 and waits until it samples.
 start_profiler() {
@@ -93,49 +57,33 @@ start_profiler() {
     done
 }
 
-parse_wrk() {
-    awk '
-    function ms(v) {
-        if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-        if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-        if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-        return v + 0
-    }
-    /^Requests\/sec:/ { rps = $2 }
-    $1 == "99%" { p99 = ms($2) }
-    / requests in / { nreq = $1 }
-    END { printf "%s %s %d\n", rps, p99, nreq }' "$1"
-}
-
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
-command -v taskset >/dev/null || die "taskset (util-linux) is not installed"
-(($(nproc) >= 2)) || die "needs 2 CPUs (the app on CPU 1, the rest on CPU 0)"
-log "building nodejs-leak-exporter (release)"
-(cd "$ROOT" && cargo build --release --quiet)
+need_two_cpus
+build_release
 
 CONDS=(a b c)
 : >"$WORK/load.txt"
 for ((round = 1; round <= RUNS; round++)); do
     for cond in "${CONDS[@]}"; do
-        start_server
+        start_app_server 0
         URL="http://127.0.0.1:$PORT/api/orders"
         taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
         case $cond in
         b) start_profiler 131072 ;;
         c) start_profiler 32768 ;;
         esac
-        a0=$(app_ns "$SERVER_PID")
+        a0=$(task_ns "$SERVER_PID")
         taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$WORK/wrk.out"
-        a1=$(app_ns "$SERVER_PID")
-        read -r rps p99 nreq < <(parse_wrk "$WORK/wrk.out")
+        a1=$(task_ns "$SERVER_PID")
+        read -r rps _ _ p99 _ nreq < <(parse_wrk "$WORK/wrk.out")
         us=$(awk -v a="$a0" -v b="$a1" -v n="$nreq" 'BEGIN { printf "%.4f", (b - a) / n / 1000 }')
-        stop_pid "$PROF_PID"
+        stop_pids "$PROF_PID"
         PROF_PID=''
         profiles=0
         [[ $cond != a ]] && profiles=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1])).profiles' "$WORK/profile.json" 2>/dev/null || echo 0)
         echo "$cond $round $rps $us $p99 $profiles" >>"$WORK/load.txt"
         log "$cond round $round: $rps req/s, app CPU $us us/request, p99 $p99 ms, profiles $profiles"
-        stop_pid "$SERVER_PID"
+        stop_pids "$SERVER_PID"
         SERVER_PID=''
     done
 done

@@ -32,60 +32,26 @@ REPS=${REPS:-3}
 IDLE=${IDLE:-15}
 CASES=${CASES:-"string:5000 object:5000 string:50000"}
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$ROOT"
-EXPORTER=$ROOT/target/release/nodejs-leak-exporter
-APP=$HERE/console_app.js
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+EXPORTER=$RELEASE_BIN
+APP=$ROOT/benches/inspector_cost/console_app.js
+STOP_GRACE=5 # seconds stop_pids gives a process between TERM and KILL
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/console_memory.XXXXXX")
 APP_PIDS=()
 EXP_PID=''
-stop_pids() {
-    (($#)) || return 0
-    kill -TERM "$@" 2>/dev/null || true
-    local deadline=$((SECONDS + 5)) p left
-    while ((SECONDS < deadline)); do
-        left=0
-        for p in "$@"; do kill -0 "$p" 2>/dev/null && left=1 && break; done
-        ((left)) || break
-        sleep 0.05
-    done
-    kill -KILL "$@" 2>/dev/null || true
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [[ -n $EXP_PID ]] && stop_pids "$EXP_PID"
     ((${#APP_PIDS[@]})) && stop_pids "${APP_PIDS[@]}"
-    if ((rc != 0)); then
-        for f in "$WORK"/exporter.log "$WORK"/*.err; do
-            [[ -s $f ]] && { echo "--- last lines of $f" >&2; tail -n 10 "$f" >&2; }
-        done
-    fi
+    ((rc == 0)) || tail_logs 10 "$WORK"/exporter.log "$WORK"/*.err
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "ERROR: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
-        if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]] && ! (: </dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free loopback port found"
-}
 wait_for() { # seconds, description, command...
     local deadline=$((SECONDS + $1)) what=$2
     shift 2
@@ -106,9 +72,7 @@ exporter_connected_all() {
 
 command -v node >/dev/null || die "node is not on PATH"
 command -v curl >/dev/null || die "curl is not installed"
-log "building nodejs-leak-exporter (release)"
-cargo build --release --quiet
-[[ -x $EXPORTER ]] || die "$EXPORTER was not built"
+build_release
 
 : >"$WORK/results.jsonl"
 for case_ in $CASES; do

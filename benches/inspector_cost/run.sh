@@ -58,14 +58,12 @@ IDLE_5S=${IDLE_5S:-60}
 SETTLE=${SETTLE:-10}
 QUIET=${QUIET:-2} # % of CPU 1 taken by other processes above which a round is not "quiet"
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+HERE=$ROOT/benches/inspector_cost
 cd "$ROOT"
-EXPORTER=$ROOT/target/release/nodejs-leak-exporter
+EXPORTER=$RELEASE_BIN
 TCK=$(getconf CLK_TCK)
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+STOP_GRACE=5 # seconds stop_pids gives a process between TERM and KILL
 
 # ---------------------------------------------------------------------------------------------
 # Cleanup: every process this script started, on normal exit, error, Ctrl-C or TERM.
@@ -73,90 +71,31 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/inspector_cost.XXXXXX")
 SERVER_PID=''
 EXP_PID=''
 SCRAPER_PID=''
-stop_pid() { # TERM, bounded wait, KILL
-    local p=$1
-    [[ -n $p ]] || return 0
-    kill -TERM "$p" 2>/dev/null || return 0
-    local deadline=$((SECONDS + 5))
-    while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    stop_pid "$SCRAPER_PID"
-    stop_pid "$EXP_PID"
-    stop_pid "$SERVER_PID"
-    if ((rc != 0)); then
-        for f in "$WORK"/server.err "$WORK"/exporter.log "$WORK"/scraper.out "$WORK"/wrk.out; do
-            [[ -s $f ]] && { echo "--- last lines of $f" >&2; tail -n 20 "$f" >&2; }
-        done
-    fi
+    stop_pids "$SCRAPER_PID"
+    stop_pids "$EXP_PID"
+    stop_pids "$SERVER_PID"
+    ((rc == 0)) || tail_logs 20 "$WORK"/server.err "$WORK"/exporter.log "$WORK"/scraper.out "$WORK"/wrk.out
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "ERROR: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 
-now() { date +%s.%N; }
-sleep_until() {
-    local d
-    d=$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')
-    [[ $d == 0.000 ]] || sleep "$d"
-}
-# App CPU: "ticks ns", utime+stime of /proc/PID/stat and the sum over its threads of the first
-# field of /proc/PID/task/*/schedstat (time on CPU, ns).
+# App CPU: "ticks ns", utime+stime of /proc/PID/stat and its time on CPU from schedstat.
 app_cpu() {
-    local s f
-    s=$(<"/proc/$1/stat") || die "process $1 is gone"
-    s=${s##*) }
-    read -ra f <<<"$s"
-    local ns
-    ns=$(cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }')
-    echo "$((f[11] + f[12])) $ns"
-}
-# Busy and total jiffies of the whole machine, from the first line of /proc/stat.
-# With an argument (cpu0, cpu1...), the same for that CPU alone.
-machine_jiffies() { awk -v c="${1:-cpu}" '$1 == c { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat; }
-busy_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'; }
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
-        if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]] && ! (: </dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free loopback port found"
+    local ticks
+    ticks=$(cpu_ticks "$1") || die "process $1 is gone"
+    echo "$ticks $(task_ns "$1")"
 }
 # Established TCP connections to a local port (inspector sessions when it is an inspector's).
 sessions_on() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
 
-# Starts server.js on CPU 1 (PROM_CLIENT=$1); sets SERVER_PID, PORT, IPORT (inspector port).
-start_server() {
-    : >"$WORK/server.out"
-    : >"$WORK/server.err"
-    PROM_CLIENT=$1 taskset -c 1 node --inspect=127.0.0.1:0 "$HERE/server.js" >"$WORK/server.out" 2>"$WORK/server.err" &
-    SERVER_PID=$!
-    local deadline=$((SECONDS + 20))
-    PORT=''
-    IPORT=''
-    while [[ -z $PORT || -z $IPORT ]]; do
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start-up"
-        ((SECONDS < deadline)) || die "server did not start in 20 s"
-        sleep 0.05
-        PORT=$(awk '$1 == "listening" { print $2; exit }' "$WORK/server.out")
-        IPORT=$(sed -n 's|.*ws://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$WORK/server.err" | head -n 1)
-    done
-}
-stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=''; }
+stop_server() { stop_pids "$SERVER_PID"; SERVER_PID=''; }
 
 # Starts the exporter on CPU 0 watching only $SERVER_PID at interval $1, and waits until
 # nodejs_inspector_connected is 1 for it (installed and one sample taken). Sets T_ATT to the time
@@ -183,7 +122,7 @@ exporter_connected() {
     curl -sS --max-time 2 -o "$WORK/exp.prom" "http://127.0.0.1:$EXP_PORT/metrics" 2>/dev/null &&
         grep -q "^nodejs_inspector_connected{.*pid=\"$SERVER_PID\".*} 1\$" "$WORK/exp.prom"
 }
-stop_exporter() { stop_pid "$EXP_PID"; EXP_PID=''; }
+stop_exporter() { stop_pids "$EXP_PID"; EXP_PID=''; }
 
 # Starts scraper.js on CPU 0 against the server's /metrics every $1 ms; waits for a first answer
 # and sets T_ATT to the time it saw it (the scrapes follow every $1 ms from about then).
@@ -200,50 +139,24 @@ start_scraper() {
     T_ATT=$(now)
 }
 scrapes_done() { grep -c ' 200 ' "$WORK/scraper.out" || true; }
-stop_scraper() { stop_pid "$SCRAPER_PID"; SCRAPER_PID=''; }
-
-# Parses wrk's output: "req_per_s p50_ms p90_ms p99_ms errors".
-parse_wrk() {
-    awk '
-    function ms(v) {
-        if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-        if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-        if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-        return v + 0
-    }
-    /^Requests\/sec:/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "90%" { p90 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    /Socket errors|Non-2xx/ { err = 1 }
-    / requests in / { nreq = $1 }
-    END { printf "%s %s %s %s %d %d\n", rps, p50, p90, p99, err, nreq }' "$1"
-}
+stop_scraper() { stop_pids "$SCRAPER_PID"; SCRAPER_PID=''; }
 
 # ---------------------------------------------------------------------------------------------
 # 1. What the benchmark needs.
 
 command -v node >/dev/null || die "node is not on PATH"
 command -v curl >/dev/null || die "curl is not installed"
-command -v taskset >/dev/null || die "taskset (util-linux) is not installed"
+need_two_cpus
 if ! command -v wrk >/dev/null; then
     log "installing wrk"
-    SUDO=''
-    ((EUID == 0)) || SUDO=sudo
-    if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends wrk; then
-        $SUDO apt-get update
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends wrk
-    fi
+    apt_install wrk || apt_install --update wrk
 fi
 if [[ ! -f $HERE/node_modules/prom-client/package.json ]]; then
     log "installing prom-client into $HERE/node_modules"
     (cd "$HERE" && npm install --no-audit --no-fund --loglevel=error)
 fi
-log "building nodejs-leak-exporter (release)"
-cargo build --release --quiet
-[[ -x $EXPORTER ]] || die "$EXPORTER was not built"
-(($(nproc) >= 2)) || die "needs 2 CPUs (the app on CPU 1, the rest on CPU 0)"
-others=$(ps -e -o comm= | grep -cx node || true)
+build_release
+others=$(node_count)
 ((others == 0)) || log "note: $others other Node.js processes run on this machine"
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +171,7 @@ for ((round = 1; round <= RUNS; round++)); do
         i=$((i + 1))
         prom=0
         [[ $cond == d || $cond == e ]] && prom=1
-        start_server "$prom"
+        start_app_server "$prom"
         URL="http://127.0.0.1:$PORT/api/orders"
         taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
         attached=0
@@ -336,10 +249,10 @@ expected() { awk -v d="$(span "$1")" -v p="$1" 'BEGIN { printf "%d", d / p + 0.5
 for kind in exp prom; do
     if [[ $kind == exp ]]; then
         log "idle: plain server: nothing ${IDLE} s, exporter at 5 s ${IDLE_5S} s, at 250 ms ${IDLE} s, nothing ${IDLE} s"
-        start_server 0
+        start_app_server 0
     else
         log "idle: prom-client server: no scrape ${IDLE} s, scraped every 5 s ${IDLE_5S} s, every 250 ms ${IDLE} s, no scrape ${IDLE} s"
-        start_server 1
+        start_app_server 1
     fi
     sleep "$SETTLE" # start-up settles
     read -r w tk ns n < <(window "$(soon)" "$IDLE")

@@ -11,7 +11,8 @@ use anyhow::Context;
 
 use super::profile::ProfileLimits;
 use super::sites::{Growth, GrowthRule, Site};
-use super::{Run, RunSettings};
+use super::{AttributionError, Run, RunSettings};
+use crate::collect::inspector::locate;
 use crate::config::parse_duration;
 use crate::connector::DirectConnector;
 
@@ -171,7 +172,7 @@ fn validate(args: &ProfileArgs) -> anyhow::Result<()> {
 /// Runs the profile the arguments ask for; returns the report and the last profile in pprof.
 pub async fn profile(args: &ProfileArgs) -> anyhow::Result<(Report, Vec<u8>)> {
     let connector = DirectConnector;
-    let inspector = super::locate_inspector(
+    let inspector = locate::locate_inspector(
         &connector,
         &args.procfs,
         args.pid,
@@ -179,7 +180,8 @@ pub async fn profile(args: &ProfileArgs) -> anyhow::Result<(Report, Vec<u8>)> {
         &args.allowed_addresses,
         args.call_timeout.min(Duration::from_secs(5)),
     )
-    .await?;
+    .await
+    .map_err(AttributionError::from)?;
     let settings = RunSettings {
         interval: args.interval,
         call_timeout: args.call_timeout,

@@ -17,7 +17,8 @@ use tokio::sync::{watch, Semaphore};
 use super::cli::{Report, SiteReport};
 use super::profile::{Profile, ProfileLimits};
 use super::sites::{self, GrowthRule};
-use super::{Run, RunSettings};
+use super::{AttributionError, Run, RunSettings};
+use crate::collect::inspector::locate;
 use crate::connector::Connector;
 use crate::discovery::ProcessKey;
 
@@ -308,7 +309,7 @@ async fn run(
         _ = stop.changed() => return set_status(Status::Done),
     };
     let Ok(_permit) = permit else { return set_status(Status::Failed("the profiler is shutting down".into())) };
-    let inspector = match super::locate_inspector(
+    let inspector = match locate::locate_inspector(
         &*connector,
         &settings.procfs,
         key.pid,
@@ -317,6 +318,7 @@ async fn run(
         settings.connect_timeout,
     )
     .await
+    .map_err(AttributionError::from)
     {
         Ok(i) => i,
         Err(e) => return set_status(Status::Failed(e.to_string())),

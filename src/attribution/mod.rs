@@ -21,15 +21,15 @@ pub mod profile;
 pub mod sites;
 pub mod web;
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use self::cdp::{Cdp, CdpError};
 use self::profile::{Profile, ProfileError, ProfileLimits};
-use crate::collect::inspector::locate::{self, InspectFlags};
+use crate::collect::inspector::locate::{Inspector, LocateError};
 use crate::connector::Connector;
 
 /// Bytes between two samples, on average, unless asked otherwise: four times V8's default
@@ -57,67 +57,13 @@ pub enum AttributionError {
     Profile(#[from] ProfileError),
 }
 
-/// Where a process's inspector listens and its WebSocket path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspector {
-    pub addr: SocketAddr,
-    pub path: String,
-    /// The pid as the process sees itself.
-    pub ns_pid: i32,
-}
-
-/// Finds `pid`'s inspector as the collector does: the address its `--inspect*` flags name, its
-/// listening sockets (when its flags say an inspector is open), then `ports`; only loopback
-/// addresses unless `allowed` names them.
-pub async fn locate_inspector(
-    connector: &dyn Connector,
-    procfs: &Path,
-    pid: i32,
-    ports: &[u16],
-    allowed: &[IpAddr],
-    timeout: Duration,
-) -> Result<Inspector, AttributionError> {
-    let process = procfs::process::Process::new_with_root(procfs.join(pid.to_string()))
-        .map_err(|_| AttributionError::NoProcess { pid, procfs: procfs.to_path_buf() })?;
-    let argv = std::fs::read(procfs.join(pid.to_string()).join("cmdline"))
-        .map(|b| crate::discovery::split_cmdline(&b))
-        .map_err(|_| AttributionError::NoProcess { pid, procfs: procfs.to_path_buf() })?;
-    let environ = read_limited(&procfs.join(pid.to_string()).join("environ"), 4 << 20);
-    let node_options = crate::discovery::parse_environ(&environ).node_options;
-    let flags = InspectFlags::parse(&argv, node_options.as_deref());
-    let ns_pid = process.status().ok().and_then(|s| s.nspid).and_then(|ns| ns.last().copied()).unwrap_or(pid);
-    let mut candidates: Vec<SocketAddr> = Vec::new();
-    candidates.extend(flags.address());
-    if let Ok(sockets) = locate::listening_sockets(procfs, pid) {
-        candidates.extend(sockets);
-    }
-    candidates.extend(ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))));
-    let mut seen = std::collections::HashSet::new();
-    candidates.retain(|a| seen.insert(*a));
-    let mut why = String::from("no --inspect flag, listening inspector or --inspector.port");
-    for addr in candidates {
-        if !locate::address_allowed(addr.ip(), allowed) {
-            why = format!("{addr} is not on loopback (allow it with --inspector.allow-address)");
-            continue;
-        }
-        match locate::probe(connector, pid, addr, timeout).await {
-            Ok(path) => return Ok(Inspector { addr, path, ns_pid }),
-            Err(e) if flags.address() == Some(addr) || ports.iter().any(|p| addr.port() == *p) => {
-                why = format!("{addr}: {}", e.message)
-            }
-            Err(_) => {}
+impl From<LocateError> for AttributionError {
+    fn from(e: LocateError) -> Self {
+        match e {
+            LocateError::NoProcess { pid, procfs } => AttributionError::NoProcess { pid, procfs },
+            LocateError::NoInspector { pid, why } => AttributionError::NoInspector { pid, why },
         }
     }
-    Err(AttributionError::NoInspector { pid, why })
-}
-
-fn read_limited(path: &Path, max: u64) -> Vec<u8> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(max).read_to_end(&mut buf);
-    }
-    buf
 }
 
 /// Settings of one profiling run.

@@ -16,7 +16,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_semantic_conventions::{attribute as attr, metric as semconv, SCHEMA_URL};
 
 use super::sample::{LeakPoint, ProcessSample};
-use crate::collect::inspector::GC_BUCKETS;
+use crate::collect::inspector::{HeapSpace, GC_BUCKETS};
 
 /// The semantic conventions version the names follow (the schema URL of
 /// `opentelemetry-semantic-conventions` 0.33.1).
@@ -129,6 +129,14 @@ impl Out {
         self.sum(name, description, unit, start, points, true);
     }
 
+    /// Quantities of the same kind as [`Out::updown`]'s, each one point when it was read:
+    /// (name, description, unit, value).
+    fn updowns(&mut self, start: SystemTime, rows: &[(&'static str, &'static str, &'static str, Option<u64>)]) {
+        for &(name, description, unit, value) in rows {
+            self.updown(name, description, unit, start, opt(value.map(int)));
+        }
+    }
+
     fn sum<T: Copy + Send + Sync + std::fmt::Debug + 'static>(
         &mut self,
         name: &'static str,
@@ -176,21 +184,19 @@ fn process_metrics(p: &ProcessSample, out: &mut Out) {
                 (vec![KeyValue::new(attr::CPU_MODE, "system")], r.cpu_system_seconds),
             ],
         );
-        out.updown(
-            semconv::PROCESS_MEMORY_USAGE,
-            "Resident set size (VmRSS).",
-            "By",
+        out.updowns(
             start,
-            one(int(r.resident_bytes)),
-        );
-        out.updown(semconv::PROCESS_MEMORY_VIRTUAL, "Virtual memory size.", "By", start, one(int(r.virtual_bytes)));
-        out.updown(semconv::PROCESS_THREAD_COUNT, "OS threads of the process.", "{thread}", start, one(int(r.threads)));
-        out.updown(
-            semconv::PROCESS_UNIX_FILE_DESCRIPTOR_COUNT,
-            "Open file descriptors.",
-            "{file_descriptor}",
-            start,
-            opt(r.open_fds.map(int)),
+            &[
+                (semconv::PROCESS_MEMORY_USAGE, "Resident set size (VmRSS).", "By", Some(r.resident_bytes)),
+                (semconv::PROCESS_MEMORY_VIRTUAL, "Virtual memory size.", "By", Some(r.virtual_bytes)),
+                (semconv::PROCESS_THREAD_COUNT, "OS threads of the process.", "{thread}", Some(r.threads)),
+                (
+                    semconv::PROCESS_UNIX_FILE_DESCRIPTOR_COUNT,
+                    "Open file descriptors.",
+                    "{file_descriptor}",
+                    r.open_fds,
+                ),
+            ],
         );
         let uptime = out.time.duration_since(start).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         out.gauge(semconv::PROCESS_UPTIME, "Time since the process started.", "s", one(uptime));
@@ -219,19 +225,12 @@ fn process_metrics(p: &ProcessSample, out: &mut Out) {
             start,
             breakdown,
         );
-        out.updown(
-            "nodejs_leak.process.memory.swap",
-            "Memory of the process swapped out.",
-            "By",
+        out.updowns(
             start,
-            opt(r.swap_bytes.map(int)),
-        );
-        out.updown(
-            "nodejs_leak.process.memory.pss",
-            "Proportional set size from smaps_rollup.",
-            "By",
-            start,
-            opt(r.pss_bytes.map(int)),
+            &[
+                ("nodejs_leak.process.memory.swap", "Memory of the process swapped out.", "By", r.swap_bytes),
+                ("nodejs_leak.process.memory.pss", "Proportional set size from smaps_rollup.", "By", r.pss_bytes),
+            ],
         );
         let sockets: Points<i64> = r
             .sockets
@@ -267,6 +266,9 @@ fn process_metrics(p: &ProcessSample, out: &mut Out) {
     );
 }
 
+/// A metric with a point per heap space: its name, description, and what of a space it reads.
+type PerSpace = (&'static str, &'static str, fn(&HeapSpace) -> u64);
+
 fn v8_metrics(p: &ProcessSample, out: &mut Out) {
     let Some(i) = &p.inspector else { return };
     if !p.exited {
@@ -280,38 +282,28 @@ fn v8_metrics(p: &ProcessSample, out: &mut Out) {
     let since = i.since.unwrap_or(p.watched_since).max(p.started);
     if let Some(h) = &i.heap {
         let space = |name: &str| vec![KeyValue::new(attr::V8JS_HEAP_SPACE_NAME, format!("{name}_space"))];
-        out.updown(
-            semconv::V8JS_MEMORY_HEAP_USED,
-            "Heap space used (space_used_size), per space.",
-            "By",
-            since,
-            h.spaces.iter().map(|s| (space(&s.name), int(s.used))).collect(),
-        );
-        out.updown(
-            semconv::V8JS_MEMORY_HEAP_SPACE_SIZE,
-            "Heap space size (space_size), per space.",
-            "By",
-            since,
-            h.spaces.iter().map(|s| (space(&s.name), int(s.size))).collect(),
-        );
-        // The same sizes under the name older conventions (and this project's issue) give them:
-        // 1.42.0 renamed `v8js.memory.heap.limit` to `v8js.memory.heap.space.size`, and backends
-        // and dashboards built on the old name keep working.
         #[allow(deprecated)]
-        out.updown(
-            semconv::V8JS_MEMORY_HEAP_LIMIT,
-            "Heap space size (space_size), per space; the name before semantic conventions 1.42.0 (v8js.memory.heap.space.size).",
-            "By",
-            since,
-            h.spaces.iter().map(|s| (space(&s.name), int(s.size))).collect(),
-        );
-        out.updown(
-            semconv::V8JS_MEMORY_HEAP_SPACE_AVAILABLE_SIZE,
-            "Heap space available (space_available_size), per space.",
-            "By",
-            since,
-            h.spaces.iter().map(|s| (space(&s.name), int(s.available))).collect(),
-        );
+        let per_space: [PerSpace; 4] = [
+            (semconv::V8JS_MEMORY_HEAP_USED, "Heap space used (space_used_size), per space.", |s| s.used),
+            (semconv::V8JS_MEMORY_HEAP_SPACE_SIZE, "Heap space size (space_size), per space.", |s| s.size),
+            // The same sizes under the name older conventions (and this project's issue) give them:
+            // 1.42.0 renamed `v8js.memory.heap.limit` to `v8js.memory.heap.space.size`, and backends
+            // and dashboards built on the old name keep working.
+            (
+                semconv::V8JS_MEMORY_HEAP_LIMIT,
+                "Heap space size (space_size), per space; the name before semantic conventions 1.42.0 (v8js.memory.heap.space.size).",
+                |s| s.size,
+            ),
+            (
+                semconv::V8JS_MEMORY_HEAP_SPACE_AVAILABLE_SIZE,
+                "Heap space available (space_available_size), per space.",
+                |s| s.available,
+            ),
+        ];
+        for (name, description, value) in per_space {
+            let points = h.spaces.iter().map(|s| (space(&s.name), int(value(s)))).collect();
+            out.updown(name, description, "By", since, points);
+        }
         out.gauge(
             "nodejs_leak.heap.limit",
             "V8's heap size limit (heap_size_limit, set by --max-old-space-size): what the heap floor must not reach.",

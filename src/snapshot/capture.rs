@@ -13,7 +13,7 @@
 //! thread, from a fraction of a second for a small heap to tens of seconds for gigabytes.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::collect::inspector::locate::{self, InspectFlags};
+use crate::collect::inspector::locate::{Inspector, LocateError};
 use crate::connector::Connector;
 
 /// The largest protocol message accepted: V8 sends the snapshot in chunks of about 100 KiB of
@@ -35,10 +35,8 @@ const SMALL_REPLY: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("process {pid} not found under {procfs}")]
-    NoProcess { pid: i32, procfs: PathBuf },
-    #[error("process {pid} has no inspector to use: {why}")]
-    NoInspector { pid: i32, why: String },
+    #[error(transparent)]
+    Locate(#[from] LocateError),
     #[error("the inspector at {addr} belongs to another process (it says pid {other})")]
     NotOurs { addr: SocketAddr, other: String },
     #[error("cannot connect to the inspector at {addr}: {source}")]
@@ -55,75 +53,6 @@ pub enum CaptureError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("interrupted")]
     Interrupted,
-}
-
-/// Where a process's inspector listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspector {
-    pub addr: SocketAddr,
-    pub path: String,
-    /// The pid as the process sees itself.
-    pub ns_pid: i32,
-}
-
-/// Finds `pid`'s inspector as the collector does.
-pub async fn locate_inspector(
-    connector: &dyn Connector,
-    procfs: &Path,
-    pid: i32,
-    ports: &[u16],
-    allowed: &[IpAddr],
-    timeout: Duration,
-) -> Result<Inspector, CaptureError> {
-    let dir = procfs.join(pid.to_string());
-    let no_process = || CaptureError::NoProcess { pid, procfs: procfs.to_path_buf() };
-    let argv =
-        std::fs::read(dir.join("cmdline")).map(|b| crate::discovery::split_cmdline(&b)).map_err(|_| no_process())?;
-    let environ = read_limited(&dir.join("environ"), 4 << 20);
-    let node_options = crate::discovery::parse_environ(&environ).node_options;
-    let flags = InspectFlags::parse(&argv, node_options.as_deref());
-    let status = std::fs::read_to_string(dir.join("status")).map_err(|_| no_process())?;
-    let ns_pid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(pid);
-    let mut candidates: Vec<SocketAddr> = Vec::new();
-    // Node's default port only when its flags opened an inspector or named a port.
-    if flags.enabled || flags.port.is_some() {
-        candidates.extend(flags.address());
-    }
-    if let Ok(sockets) = locate::listening_sockets(procfs, pid) {
-        candidates.extend(sockets);
-    }
-    candidates.extend(ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))));
-    let mut seen = std::collections::HashSet::new();
-    candidates.retain(|a| seen.insert(*a));
-    let mut why = String::from("no --inspect flag, listening inspector or --inspector.port");
-    for addr in candidates {
-        if !locate::address_allowed(addr.ip(), allowed) {
-            why = format!("{addr} is not on loopback (allow it with --inspector.allow-address)");
-            continue;
-        }
-        match locate::probe(connector, pid, addr, timeout).await {
-            Ok(path) => return Ok(Inspector { addr, path, ns_pid }),
-            Err(e) if flags.address() == Some(addr) || ports.contains(&addr.port()) => {
-                why = format!("{addr}: {}", e.message)
-            }
-            Err(_) => {}
-        }
-    }
-    Err(CaptureError::NoInspector { pid, why })
-}
-
-fn read_limited(path: &Path, max: u64) -> Vec<u8> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(max).read_to_end(&mut buf);
-    }
-    buf
 }
 
 #[derive(Debug, Clone, Copy)]

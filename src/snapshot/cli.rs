@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use super::capture::{self, CaptureSettings};
 use super::diff::{self, DiffOptions};
+use crate::collect::inspector::locate;
 use crate::config::parse_duration;
 use crate::connector::DirectConnector;
 
@@ -105,7 +106,7 @@ pub fn run_snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let captured = runtime.block_on(async {
         let connector = DirectConnector;
-        let inspector = capture::locate_inspector(
+        let inspector = locate::locate_inspector(
             &connector,
             &args.procfs,
             args.pid,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::capture::{self, CaptureSettings};
 use super::forward::{ForwardClientError, ForwardSettings, Forwarder};
+use crate::collect::inspector::locate;
 use crate::config::{Config, SnapshotsConfig};
 use crate::connector::Connector;
 
@@ -300,7 +301,7 @@ impl Store {
     async fn take(&self, pid: i32, name: &str) -> Result<capture::Captured, capture::CaptureError> {
         let s = &self.settings;
         let connector = &*self.connector;
-        let inspector = capture::locate_inspector(
+        let inspector = locate::locate_inspector(
             connector,
             &s.procfs,
             pid,

@@ -5,7 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nodejs_leak_exporter::attribution::{self, cdp::Cdp};
+use nodejs_leak_exporter::attribution::cdp::Cdp;
+use nodejs_leak_exporter::collect::inspector::locate;
 use nodejs_leak_exporter::connector::DirectConnector;
 use serde_json::{json, Value};
 
@@ -123,7 +124,7 @@ fn sampling_profile(pid: i32) -> Result<Value, String> {
     rt.block_on(async {
         let c = DirectConnector;
         let t = Duration::from_secs(5);
-        let inspector = attribution::locate_inspector(&c, "/proc".as_ref(), pid, &[], &[], t).await.unwrap();
+        let inspector = locate::locate_inspector(&c, "/proc".as_ref(), pid, &[], &[], t).await.unwrap();
         let mut cdp = Cdp::open(&c, pid, inspector.addr, &inspector.path, t, 64 << 20).await.unwrap();
         let r = cdp.call("HeapProfiler.getSamplingProfile", json!({}), t, 64 << 20).await.map_err(|e| e.to_string());
         cdp.close().await;

@@ -330,7 +330,7 @@ fn samples(exporter: &Exporter) -> f64 {
 }
 
 /// A target whose only inspector is the fake, a bystander with a real one, and an exporter
-/// watching both; the fake answers well until armed.
+/// watching both; the fake answers well until armed with the fault made for the target's pid.
 struct Scene {
     fake: FakeInspector,
     app: NodeApp,
@@ -339,10 +339,10 @@ struct Scene {
 }
 
 impl Scene {
-    fn start(fault: Fault, args: &[&str]) -> Option<Scene> {
+    fn start(fault: impl FnOnce(i32) -> Fault, args: &[&str]) -> Option<Scene> {
         let app = NodeApp::fixture("idle.js", &[], &[])?;
         let bystander = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "idle.js", &[], &[])?;
-        let fake = FakeInspector::start(app.pid, fault);
+        let fake = FakeInspector::start(app.pid, fault(app.pid));
         let port = format!("--inspector.port={}", fake.port);
         let mut all = vec![port.as_str()];
         all.extend_from_slice(args);
@@ -397,13 +397,13 @@ impl Scene {
 
 #[test]
 fn garbage_instead_of_a_frame_is_a_protocol_error() {
-    let Some(scene) = Scene::start(Fault::Garbage, &[]) else { return };
+    let Some(scene) = Scene::start(|_| Fault::Garbage, &[]) else { return };
     scene.fault_is_survived("protocol");
 }
 
 #[test]
 fn a_frame_announcing_1_gib_is_refused_from_its_header() {
-    let Some(scene) = Scene::start(Fault::GiantFrame, &[]) else { return };
+    let Some(scene) = Scene::start(|_| Fault::GiantFrame, &[]) else { return };
     scene.fault_is_survived("protocol");
     assert!(
         scene.exporter.log().contains("Space limit exceeded") || scene.exporter.log().contains("too long"),
@@ -414,13 +414,13 @@ fn a_frame_announcing_1_gib_is_refused_from_its_header() {
 
 #[test]
 fn a_close_mid_message_is_unreachable() {
-    let Some(scene) = Scene::start(Fault::CloseMidMessage, &[]) else { return };
+    let Some(scene) = Scene::start(|_| Fault::CloseMidMessage, &[]) else { return };
     scene.fault_is_survived("unreachable");
 }
 
 #[test]
 fn a_reply_at_one_byte_per_second_times_out_and_delays_nobody() {
-    let Some(mut scene) = Scene::start(Fault::OneBytePerSecond, &["--inspector.call-timeout=1s"]) else { return };
+    let Some(mut scene) = Scene::start(|_| Fault::OneBytePerSecond, &["--inspector.call-timeout=1s"]) else { return };
     scene.fault_is_survived("timeout");
     // Stopping waits for no trickling peer: shutdown is bounded.
     let t = Instant::now();
@@ -444,15 +444,7 @@ fn hostile_sample_replies_are_protocol_errors() {
             "[]".to_string(),
         ]
     };
-    // The replies name the app's pid, so the scene is built here rather than by Scene::start.
-    let Some(app) = NodeApp::fixture("idle.js", &[], &[]) else { return };
-    let Some(bystander) = NodeApp::with_node_args(&["--inspect=127.0.0.1:0"], "idle.js", &[], &[]) else { return };
-    let fake = FakeInspector::start(app.pid, Fault::Hostile(hostile(app.pid)));
-    let port = format!("--inspector.port={}", fake.port);
-    let exporter = Exporter::start_for(&[app.pid, bystander.pid], &[&port]);
-    assert_eq!(exporter.wait_metric("nodejs_heap_size_used_bytes", &[("pid", &app.pid_label())]), 4e6);
-    wait_connected(&exporter, bystander.pid);
-    let scene = Scene { fake, app, bystander, exporter };
+    let Some(scene) = Scene::start(|pid| Fault::Hostile(hostile(pid)), &[]) else { return };
     scene.fault_is_survived("protocol");
     util::wait_for("several hostile replies refused", Duration::from_secs(30), || {
         (errors(&scene.exporter, "protocol") >= 8.0).then_some(())
@@ -564,14 +556,7 @@ fn a_target_that_execs_away_from_node_is_dropped() {
         &marker,
     ]);
     let mut app = NodeApp::start(cmd);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, format!("discovery:\n  include:\n    - cmdline: '{marker}'\n")).unwrap();
-    let exporter = Exporter::start(&[
-        "--collector.inspector",
-        &format!("--config.file={}", config.display()),
-        "--discovery.exit-retention=2s",
-    ]);
+    let exporter = Exporter::start_matching(&marker, &["--discovery.exit-retention=2s"]);
     wait_connected(&exporter, app.pid);
     exporter.wait_metric("nodejs_heap_size_used_bytes", &[("pid", &app.pid_label())]);
     app.send_line("exec");
@@ -600,15 +585,7 @@ fn a_target_that_execs_away_from_node_is_dropped() {
 fn processes_exiting_by_the_dozen_mid_sample_leave_nothing_behind() {
     let Some(node) = util::node() else { return };
     let marker = format!("churn-{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, format!("discovery:\n  include:\n    - cmdline: '{marker}'\n")).unwrap();
-    let exporter = Exporter::start(&[
-        "--collector.inspector",
-        &format!("--config.file={}", config.display()),
-        "--sample.interval=100ms",
-        "--discovery.exit-retention=1s",
-    ]);
+    let exporter = Exporter::start_matching(&marker, &["--sample.interval=100ms", "--discovery.exit-retention=1s"]);
     let baseline_rss = rss(exporter.pid());
     // Watch the targets the exporter lists while the churn goes on.
     let seen = Arc::new(Mutex::new((std::collections::HashSet::new(), 0usize)));
@@ -707,15 +684,7 @@ fn a_warning_with_a_nul_and_half_an_emoji_keeps_the_heap_readable() {
 fn apps_that_end_while_sampled_exit_cleanly() {
     let Some(node) = util::node() else { return };
     let marker = format!("ends-while-sampled-{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, format!("discovery:\n  include:\n    - cmdline: '{marker}'\n")).unwrap();
-    let exporter = Exporter::start(&[
-        "--collector.inspector",
-        &format!("--config.file={}", config.display()),
-        "--sample.interval=100ms",
-        "--discovery.exit-retention=1s",
-    ]);
+    let exporter = Exporter::start_matching(&marker, &["--sample.interval=100ms", "--discovery.exit-retention=1s"]);
     let apps: Vec<_> = (0..24)
         .map(|i| {
             let child = Command::new(&node)

@@ -230,6 +230,20 @@ impl Exporter {
         e
     }
 
+    /// Starts the exporter as [`Exporter::start`] does, with the inspector collector, watching the
+    /// processes whose command line matches `cmdline` (a discovery matcher), then `args`.
+    pub fn start_matching(cmdline: &str, args: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yml");
+        std::fs::write(&file, format!("discovery:\n  include:\n    - cmdline: '{cmdline}'\n")).unwrap();
+        let flag = format!("--config.file={}", file.display());
+        let mut all = vec!["--collector.inspector", flag.as_str()];
+        all.extend_from_slice(args);
+        let mut e = Exporter::start(&all);
+        e._config_dir = Some(dir);
+        e
+    }
+
     /// As `start`, with a prepared command (e.g. `setpriv ... exporter`).
     pub fn start_with(cmd: Command, args: &[&str]) -> Exporter {
         let exporter = Exporter::listening(cmd, args);

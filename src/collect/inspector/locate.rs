@@ -1,9 +1,11 @@
 //! Finding a process's inspector: from its `--inspect*` flags (command line and `NODE_OPTIONS`),
 //! from its listening TCP sockets, and from configured ports; then `GET /json/list` for the
 //! WebSocket path. Only loopback addresses unless the operator allowed others.
+//! [`locate_inspector`] is the whole lookup for one given pid, shared by the commands and
+//! collectors that open a session of their own (profiling, heap snapshots).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
@@ -262,6 +264,84 @@ pub fn websocket_path(body: &[u8]) -> Result<String, ProbeError> {
         return Err(ProbeError::new(Reason::Protocol, "unexpected WebSocket path"));
     }
     Ok(path.to_string())
+}
+
+/// Where a process's inspector listens and its WebSocket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspector {
+    pub addr: SocketAddr,
+    pub path: String,
+    /// The pid as the process sees itself.
+    pub ns_pid: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error("process {pid} not found under {procfs}")]
+    NoProcess { pid: i32, procfs: PathBuf },
+    #[error("process {pid} has no inspector to use: {why}")]
+    NoInspector { pid: i32, why: String },
+}
+
+/// Finds `pid`'s inspector as the collector does: the address its `--inspect*` flags name, its
+/// listening sockets, then `ports`; only loopback addresses unless `allowed` names them.
+pub async fn locate_inspector(
+    connector: &dyn Connector,
+    procfs: &Path,
+    pid: i32,
+    ports: &[u16],
+    allowed: &[IpAddr],
+    timeout: Duration,
+) -> Result<Inspector, LocateError> {
+    let dir = procfs.join(pid.to_string());
+    let no_process = || LocateError::NoProcess { pid, procfs: procfs.to_path_buf() };
+    let argv =
+        std::fs::read(dir.join("cmdline")).map(|b| crate::discovery::split_cmdline(&b)).map_err(|_| no_process())?;
+    let environ = read_limited(&dir.join("environ"), 4 << 20);
+    let node_options = crate::discovery::parse_environ(&environ).node_options;
+    let flags = InspectFlags::parse(&argv, node_options.as_deref());
+    let status = std::fs::read_to_string(dir.join("status")).map_err(|_| no_process())?;
+    let ns_pid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(pid);
+    let mut candidates: Vec<SocketAddr> = Vec::new();
+    // Node's default port only when its flags opened an inspector or named a port.
+    if flags.enabled || flags.port.is_some() {
+        candidates.extend(flags.address());
+    }
+    if let Ok(sockets) = listening_sockets(procfs, pid) {
+        candidates.extend(sockets);
+    }
+    candidates.extend(ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))));
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|a| seen.insert(*a));
+    let mut why = String::from("no --inspect flag, listening inspector or --inspector.port");
+    for addr in candidates {
+        if !address_allowed(addr.ip(), allowed) {
+            why = format!("{addr} is not on loopback (allow it with --inspector.allow-address)");
+            continue;
+        }
+        match probe(connector, pid, addr, timeout).await {
+            Ok(path) => return Ok(Inspector { addr, path, ns_pid }),
+            Err(e) if flags.address() == Some(addr) || ports.contains(&addr.port()) => {
+                why = format!("{addr}: {}", e.message)
+            }
+            Err(_) => {}
+        }
+    }
+    Err(LocateError::NoInspector { pid, why })
+}
+
+fn read_limited(path: &Path, max: u64) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(max).read_to_end(&mut buf);
+    }
+    buf
 }
 
 #[cfg(test)]
