@@ -94,6 +94,10 @@ pub struct SnapshotsConfig {
     /// TLS, on top of the system's roots. The certificate must still name the address forwarded to
     /// (the alert's `instance`: a pod IP, or the node IP with `hostNetwork`).
     pub forward_ca_file: Option<PathBuf>,
+    /// The name the other exporters' certificates are checked against (and sent as SNI) instead
+    /// of the address forwarded to: the Service's DNS name when every pod serves one certificate
+    /// for it, as cert-manager issues them. The connection still goes to the alert's `instance`.
+    pub forward_server_name: Option<String>,
     /// Accept any certificate from the other exporters: the forward (with the request's
     /// credentials) is still encrypted but not authenticated, so anyone who can take over a pod IP
     /// on the path receives them. An explicit opt-in for certificates that cannot name pod IPs.
@@ -113,6 +117,7 @@ impl Default for SnapshotsConfig {
             forward: false,
             forward_timeout: Duration::from_secs(10),
             forward_ca_file: None,
+            forward_server_name: None,
             forward_insecure_skip_verify: false,
         }
     }
@@ -150,6 +155,17 @@ impl SnapshotsConfig {
                 "snapshots.forward_ca_file",
                 "must not be empty (leave it out for the system's roots)",
             ));
+        }
+        if let Some(name) = &self.forward_server_name {
+            if !crate::snapshot::forward::is_dns_name(name) {
+                return Err(invalid("snapshots.forward_server_name", "must be a DNS name, such as the Service's"));
+            }
+            if self.forward_insecure_skip_verify {
+                return Err(invalid(
+                    "snapshots.forward_server_name",
+                    "set together with forward_insecure_skip_verify, which would not check it",
+                ));
+            }
         }
         if self.forward_ca_file.is_some() && self.forward_insecure_skip_verify {
             return Err(invalid(
@@ -923,6 +939,11 @@ mod tests {
             ("snapshots:\n  forward_timeout: 0s\n", "snapshots.forward_timeout"),
             ("snapshots:\n  forward_timeout: 5m\n", "snapshots.forward_timeout"),
             ("snapshots:\n  forward_ca_file: ''\n", "snapshots.forward_ca_file"),
+            ("snapshots:\n  forward_server_name: 'http://x'\n", "snapshots.forward_server_name"),
+            (
+                "snapshots:\n  forward_server_name: exporter.monitoring.svc\n  forward_insecure_skip_verify: true\n",
+                "snapshots.forward_server_name",
+            ),
             (
                 "snapshots:\n  forward_ca_file: /ca.pem\n  forward_insecure_skip_verify: true\n",
                 "snapshots.forward_ca_file",

@@ -34,6 +34,8 @@ const MAX_ANSWER_BYTES: usize = 64 << 10;
 pub struct ForwardSettings {
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    /// Checked in the other exporters' certificates instead of their address (TLS only).
+    pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
 }
 
@@ -85,6 +87,17 @@ impl Instance {
         let scheme = if tls { "https" } else { "http" };
         format!("{scheme}://{}:{}/api/v1/alertmanager", self.host, self.port)
     }
+
+    /// Where to connect: the literal, or the name looked up.
+    async fn socket_address(&self) -> std::io::Result<SocketAddr> {
+        if let Some(ip) = self.ip() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{} has no address", self.host)))
+    }
 }
 
 impl fmt::Display for Instance {
@@ -95,7 +108,7 @@ impl fmt::Display for Instance {
 
 /// Letters, digits and `-` in dot-separated labels of at most 63 bytes, 253 in all; a pod or
 /// Service name is one, and so is a node name.
-fn is_dns_name(host: &str) -> bool {
+pub fn is_dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
@@ -197,10 +210,37 @@ impl Forwarded {
 pub struct Forwarder {
     client: reqwest::Client,
     timeout: Duration,
+    /// With `snapshots.forward_server_name`, the settings a client per forward is built from.
+    named: Option<(String, ForwardSettings, Vec<reqwest::Certificate>)>,
 }
 
 impl Forwarder {
     pub fn new(settings: &ForwardSettings) -> Result<Forwarder, ForwardClientError> {
+        let roots = match &settings.ca_file {
+            Some(path) => {
+                let fail = |message: String| ForwardClientError::CaFile { path: path.clone(), message };
+                let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(fail("no PEM certificate in it".into()));
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let client = Self::client(settings, &roots, None)?;
+        let named = settings.server_name.clone().map(|name| (name, settings.clone(), roots));
+        Ok(Forwarder { client, timeout: settings.timeout, named })
+    }
+
+    /// A client with these settings; with `resolve`, one that connects to that address for that
+    /// name (reqwest checks the certificate against the URL's host, so the URL names the server
+    /// and the address comes from here).
+    fn client(
+        settings: &ForwardSettings,
+        roots: &[reqwest::Certificate],
+        resolve: Option<(&str, SocketAddr)>,
+    ) -> Result<reqwest::Client, ForwardClientError> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -209,21 +249,30 @@ impl Forwarder {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("nodejs-leak-exporter/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &settings.ca_file {
-            let fail = |message: String| ForwardClientError::CaFile { path: path.clone(), message };
-            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(fail("no PEM certificate in it".into()));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+        for cert in roots {
+            builder = builder.add_root_certificate(cert.clone());
         }
         if settings.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        Ok(Forwarder { client: builder.build().map_err(ForwardClientError::Client)?, timeout: settings.timeout })
+        if let Some((name, addr)) = resolve {
+            builder = builder.resolve(name, addr);
+        }
+        builder.build().map_err(ForwardClientError::Client)
+    }
+
+    /// The client and URL for one forward: the shared client and the instance's URL, or, over
+    /// TLS with a server name, a client of its own that takes the name to the instance's address.
+    /// Webhooks are rare, so building a client per forward costs nothing that matters.
+    async fn route(&self, instance: &Instance, tls: bool) -> Result<(reqwest::Client, String), String> {
+        match &self.named {
+            Some((name, settings, roots)) if tls => {
+                let addr = instance.socket_address().await.map_err(|e| format!("cannot resolve {instance}: {e}"))?;
+                let client = Self::client(settings, roots, Some((name, addr))).map_err(|e| e.to_string())?;
+                Ok((client, format!("https://{name}:{}/api/v1/alertmanager", instance.port())))
+            }
+            _ => Ok((self.client.clone(), instance.webhook_url(tls))),
+        }
     }
 
     /// Posts `body` (a webhook payload) to `instance`, marked as forwarded by `from_node` and
@@ -238,9 +287,17 @@ impl Forwarder {
         body: Vec<u8>,
     ) -> Forwarded {
         let mut outcome = Forwarded { instance: instance.to_string(), alerts, status: None, error: None, answer: None };
-        let mut request = self
-            .client
-            .post(instance.webhook_url(tls))
+        // A name lookup counts against the same timeout (the resolver's own can be long).
+        let route = tokio::time::timeout(self.timeout, self.route(instance, tls)).await;
+        let (client, url) = match route.unwrap_or_else(|_| Err(format!("cannot resolve {instance} in time"))) {
+            Ok(route) => route,
+            Err(error) => {
+                outcome.error = Some(error);
+                return outcome;
+            }
+        };
+        let mut request = client
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(FORWARDED_HEADER, HeaderValue::from_str(from_node).unwrap_or(HeaderValue::from_static("unknown")))
             .body(body);
@@ -353,12 +410,21 @@ mod tests {
         let not_pem = dir.path().join("ca.pem");
         std::fs::write(&not_pem, "not a certificate\n").unwrap();
         for path in [dir.path().join("missing.pem"), not_pem] {
-            let settings =
-                ForwardSettings { timeout: Duration::from_secs(1), ca_file: Some(path), insecure_skip_verify: false };
+            let settings = ForwardSettings {
+                timeout: Duration::from_secs(1),
+                ca_file: Some(path),
+                server_name: None,
+                insecure_skip_verify: false,
+            };
             let err = Forwarder::new(&settings).err().expect("refused").to_string();
             assert!(err.starts_with("snapshots.forward_ca_file"), "{err}");
         }
-        let plain = ForwardSettings { timeout: Duration::from_secs(1), ca_file: None, insecure_skip_verify: false };
+        let plain = ForwardSettings {
+            timeout: Duration::from_secs(1),
+            ca_file: None,
+            server_name: Some("exporter.monitoring.svc".into()),
+            insecure_skip_verify: false,
+        };
         assert!(Forwarder::new(&plain).is_ok());
     }
 

@@ -82,6 +82,7 @@ impl StoreSettings {
             forward: s.forward.then(|| ForwardSettings {
                 timeout: s.forward_timeout,
                 ca_file: s.forward_ca_file.clone(),
+                server_name: s.forward_server_name.clone(),
                 insecure_skip_verify: s.forward_insecure_skip_verify,
             }),
         })

@@ -313,6 +313,10 @@ fn bad_values_fail_with_a_schema_error() {
         ),
         (&["snapshots.enabled=true", "config.snapshots.max_files=3"][..], "config.snapshots.max_files: set it"),
         (&["config.snapshots.dir=/tmp/x"][..], "config.snapshots.dir: use snapshots.enabled"),
+        (
+            &["snapshots.enabled=true", "snapshots.forwardTls.serverName=exporter.monitoring.svc"][..],
+            "snapshots.forwardTls is for web.tls.enabled",
+        ),
     ] {
         let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
         let err = template_chart(&helm, &util::repo().join(CHART), &args).expect_err(message);

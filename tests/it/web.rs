@@ -122,9 +122,10 @@ struct Launched {
 
 impl Launched {
     fn start(args: &[&str]) -> Launched {
+        let listen = args.iter().any(|a| a.starts_with("--web.listen-address"));
         let mut child = Command::new(util::exporter_bin())
+            .args((!listen).then_some("--web.listen-address=127.0.0.1:0"))
             .args([
-                "--web.listen-address=127.0.0.1:0",
                 "--sample.interval=200ms",
                 "--discovery.min-age=0s",
                 "--no-collector.inspector",
@@ -366,6 +367,62 @@ fn alerts_are_forwarded_over_tls_to_a_trusted_certificate() {
     wait_for("the failure's log line", Duration::from_secs(5), || {
         system_roots.log().contains("cannot forward a heap alert").then_some(())
     });
+}
+
+#[test]
+fn a_forward_checks_the_certificate_against_the_configured_server_name() {
+    // Pods share one certificate for the Service's name, which names none of their addresses:
+    // here B listens on 127.0.0.2, which the test certificate (127.0.0.1, localhost) does not name.
+    let Some(certs) = Certs::make() else { return };
+    if util::require_tool("curl").is_none() {
+        return;
+    }
+    let web = certs.web_config(TLS);
+    let ca = certs.path("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let start = |node: &str, listen: &str, forward: &str| {
+        let config = certs.path(&format!("{node}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "snapshots:\n  dir: {}\n  node_name: {node}\n  forward: true\n  forward_ca_file: {ca}\n{forward}",
+                certs.path(node).display()
+            ),
+        )
+        .unwrap();
+        Launched::start(&[
+            &format!("--web.listen-address={listen}"),
+            &format!("--config.file={}", config.display()),
+            &format!("--web.config.file={}", web.display()),
+        ])
+    };
+    let b = start("node-b", "127.0.0.2:0", "");
+    let hook = serde_json::json!({"version": "4", "alerts": [{
+        "status": "firing",
+        "labels": {"alertname": "NodejsHeapLeak", "pid": "999999999", "node": "node-b", "instance": b.addr},
+    }]})
+    .to_string();
+    let post = |e: &Launched| {
+        wait_ready(e, &certs);
+        let (code, body) = curl(&[
+            "--cacert",
+            ca,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &hook,
+            &e.url("/api/v1/alertmanager"),
+        ])
+        .unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["forwarded"][0].clone()
+    };
+    let by_address = post(&start("node-a", "127.0.0.1:0", ""));
+    let error = by_address["error"].as_str().unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "{by_address}");
+    let by_name = post(&start("node-c", "127.0.0.1:0", "  forward_server_name: localhost\n"));
+    assert_eq!((&by_name["status"], &by_name["answer"]["unknown_pid"]), (&200.into(), &1.into()), "{by_name}");
+    assert_eq!(by_name["instance"], b.addr.as_str(), "reported by the address it went to");
 }
 
 #[test]

@@ -192,6 +192,19 @@ refused in `config.snapshots`, so that one setting has one place.
 {{- /* Rendered only when on: an exporter without the key refuses the file. */ -}}
 {{- if .Values.snapshots.forward }}
 {{- $_ := set $snapshots "forward" true }}
+{{- with .Values.snapshots.forwardTls }}
+{{- if or .serverName .trustSecretCa }}
+{{- if not $.Values.web.tls.enabled }}
+{{- fail "snapshots.forwardTls is for web.tls.enabled: forwards over plain HTTP check no certificate" }}
+{{- end }}
+{{- if .serverName }}
+{{- $_ := set $snapshots "forward_server_name" .serverName }}
+{{- end }}
+{{- if .trustSecretCa }}
+{{- $_ := set $snapshots "forward_ca_file" (printf "%s/ca.crt" (include "nodejs-leak-exporter.tlsMount" $)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range $key, $_ := $snapshots }}
 {{- if hasKey $given $key }}
