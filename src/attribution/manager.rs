@@ -251,31 +251,13 @@ impl Manager {
 
     /// Stops every run and waits for them to stop sampling, at most `timeout`.
     pub fn shutdown(&self, timeout: Duration) {
-        let slots: Vec<Slot> = self.slots.lock().expect("profiler lock").drain().map(|(_, s)| s).collect();
-        for s in &slots {
-            let _ = s.stop.send(true);
-        }
-        let tasks: Vec<_> = slots.into_iter().map(|s| s.task).collect();
-        let wait = async {
-            for t in tasks {
-                let _ = t.await;
-            }
-        };
-        let _ = self.runtime.block_on(async { tokio::time::timeout(timeout, wait).await });
+        self.runtime.block_on(self.shutdown_async(timeout));
     }
 
     /// As [`Manager::shutdown`], from inside the runtime.
     pub async fn shutdown_async(&self, timeout: Duration) {
-        let slots: Vec<Slot> = self.slots.lock().expect("profiler lock").drain().map(|(_, s)| s).collect();
-        for s in &slots {
-            let _ = s.stop.send(true);
-        }
-        let wait = async {
-            for s in slots {
-                let _ = s.task.await;
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
+        let runs = self.slots.lock().expect("profiler lock").drain().map(|(_, s)| (s.stop, s.task)).collect();
+        crate::collect::inspector::stop_and_join(runs, timeout).await;
     }
 
     fn spawn(&self, key: ProcessKey, trigger: Trigger, duration: Option<Duration>) -> Slot {

@@ -194,18 +194,23 @@ impl InspectorCollector {
 
     /// Stops every session, removing what was injected, within a bounded time.
     fn stop_all(&mut self, timeout: Duration) {
-        let slots: Vec<Slot> = self.slots.drain().map(|(_, s)| s).collect();
-        for s in &slots {
-            let _ = s.stop.send(true);
-        }
-        let tasks: Vec<_> = slots.into_iter().map(|s| s.task).collect();
-        let wait = async {
-            for t in tasks {
-                let _ = t.await;
-            }
-        };
-        let _ = self.runtime.block_on(async { tokio::time::timeout(timeout, wait).await });
+        let runs = self.slots.drain().map(|(_, s)| (s.stop, s.task)).collect();
+        self.runtime.block_on(stop_and_join(runs, timeout));
     }
+}
+
+/// Tells every task to stop (all at once, so they wind down side by side), then waits for them,
+/// at most `timeout` in all: the inspector sessions and the profiler runs end this way.
+pub(crate) async fn stop_and_join(runs: Vec<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>, timeout: Duration) {
+    for (stop, _) in &runs {
+        let _ = stop.send(true);
+    }
+    let wait = async {
+        for (_, task) in runs {
+            let _ = task.await;
+        }
+    };
+    let _ = tokio::time::timeout(timeout, wait).await;
 }
 
 impl Collector for InspectorCollector {
