@@ -300,6 +300,41 @@ fn tls_and_basic_auth_with_curl_and_rustls() {
     assert!(!e.log().contains("\"level\":\"ERROR\""), "nothing logged at error level:\n{}", e.log());
 }
 
+/// An exporter of node `node`, listening on `listen` with the TLS of `web`, that takes snapshots
+/// and forwards alerts for other nodes; `forward` adds lines under `snapshots:`.
+fn start_forwarder(certs: &Certs, web: &Path, node: &str, listen: &str, forward: &str) -> Launched {
+    let config = certs.path(&format!("{node}.yml"));
+    let dir = certs.path(node);
+    std::fs::write(
+        &config,
+        format!("snapshots:\n  dir: {}\n  node_name: {node}\n  forward: true\n{forward}", dir.display()),
+    )
+    .unwrap();
+    Launched::start(&[
+        &format!("--web.listen-address={listen}"),
+        &format!("--config.file={}", config.display()),
+        &format!("--web.config.file={}", web.display()),
+    ])
+}
+
+/// Posts the webhook payload `hook` to `e` over TLS (the test CA trusted); the first forward of
+/// its answer.
+fn post_alert(e: &Launched, certs: &Certs, hook: &str) -> serde_json::Value {
+    let ca = certs.path("ca.pem");
+    let (code, body) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        hook,
+        &e.url("/api/v1/alertmanager"),
+    ])
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["forwarded"][0].clone()
+}
+
 /// Exporters on a TLS listener forward Alertmanager's webhook over https (`snapshots.forward`):
 /// trusting `snapshots.forward_ca_file`, or any certificate with
 /// `snapshots.forward_insecure_skip_verify`; with the system's roots alone the test CA is not
@@ -314,17 +349,7 @@ fn alerts_are_forwarded_over_tls_to_a_trusted_certificate() {
     let ca = certs.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let start = |node: &str, forward: &str| {
-        let config = certs.path(&format!("{node}.yml"));
-        let dir = certs.path(node);
-        std::fs::write(
-            &config,
-            format!("snapshots:\n  dir: {}\n  node_name: {node}\n  forward: true\n{forward}", dir.display()),
-        )
-        .unwrap();
-        let e = Launched::start(&[
-            &format!("--config.file={}", config.display()),
-            &format!("--web.config.file={}", web.display()),
-        ]);
+        let e = start_forwarder(&certs, &web, node, "127.0.0.1:0", forward);
         wait_ready(&e, &certs);
         e
     };
@@ -335,21 +360,7 @@ fn alerts_are_forwarded_over_tls_to_a_trusted_certificate() {
         "labels": {"alertname": "NodejsHeapLeak", "pid": "999999999", "node": "node-b", "instance": b.addr},
     }]})
     .to_string();
-    let post = |e: &Launched| {
-        let (code, body) = curl(&[
-            "--cacert",
-            ca,
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &hook,
-            &e.url("/api/v1/alertmanager"),
-        ])
-        .unwrap();
-        assert_eq!(code, 200, "{body}");
-        let done: serde_json::Value = serde_json::from_str(&body).unwrap();
-        done["forwarded"][0].clone()
-    };
+    let post = |e: &Launched| post_alert(e, &certs, &hook);
 
     let trusting = start("node-a", &format!("  forward_ca_file: {ca}\n"));
     let forwarded = post(&trusting);
@@ -381,20 +392,7 @@ fn a_forward_checks_the_certificate_against_the_configured_server_name() {
     let ca = certs.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let start = |node: &str, listen: &str, forward: &str| {
-        let config = certs.path(&format!("{node}.yml"));
-        std::fs::write(
-            &config,
-            format!(
-                "snapshots:\n  dir: {}\n  node_name: {node}\n  forward: true\n  forward_ca_file: {ca}\n{forward}",
-                certs.path(node).display()
-            ),
-        )
-        .unwrap();
-        Launched::start(&[
-            &format!("--web.listen-address={listen}"),
-            &format!("--config.file={}", config.display()),
-            &format!("--web.config.file={}", web.display()),
-        ])
+        start_forwarder(&certs, &web, node, listen, &format!("  forward_ca_file: {ca}\n{forward}"))
     };
     let b = start("node-b", "127.0.0.2:0", "");
     let hook = serde_json::json!({"version": "4", "alerts": [{
@@ -404,18 +402,7 @@ fn a_forward_checks_the_certificate_against_the_configured_server_name() {
     .to_string();
     let post = |e: &Launched| {
         wait_ready(e, &certs);
-        let (code, body) = curl(&[
-            "--cacert",
-            ca,
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &hook,
-            &e.url("/api/v1/alertmanager"),
-        ])
-        .unwrap();
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["forwarded"][0].clone()
+        post_alert(e, &certs, &hook)
     };
     let by_address = post(&start("node-a", "127.0.0.1:0", ""));
     let error = by_address["error"].as_str().unwrap_or_default();
