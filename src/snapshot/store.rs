@@ -504,25 +504,31 @@ mod tests {
         assert!(list_dir(d).unwrap().is_empty());
     }
 
-    #[test]
-    fn the_directory_is_created_private_and_names_are_checked() {
-        let base = tempfile::tempdir().unwrap();
-        let dir = base.path().join("snaps");
-        let settings = StoreSettings {
-            dir: dir.clone(),
+    /// Two files of at most 1 MiB into `dir`, processes looked up under `procfs`.
+    fn test_settings(dir: PathBuf, procfs: PathBuf) -> StoreSettings {
+        StoreSettings {
+            dir,
             max_files: 2,
             max_bytes: 1 << 20,
             gc: false,
             timeout: Duration::from_secs(5),
             node_name: "n".into(),
             alerts: vec![],
-            procfs: "/proc".into(),
+            procfs,
             ports: vec![],
             allowed_addresses: vec![],
             call_timeout: Duration::from_secs(1),
             forward: None,
-        };
-        let store = Store::open(settings, Arc::new(crate::connector::DirectConnector)).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_directory_is_created_private_and_names_are_checked() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("snaps");
+        let store =
+            Store::open(test_settings(dir.clone(), "/proc".into()), Arc::new(crate::connector::DirectConnector))
+                .unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         write(&dir, "a-1-1.heapsnapshot", 10, 1);
         std::os::unix::fs::symlink("/etc/passwd", dir.join("b-1-1.heapsnapshot")).unwrap();
@@ -540,21 +546,8 @@ mod tests {
     #[test]
     fn a_failed_snapshot_is_the_last_result_and_counted() {
         let base = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            dir: base.path().to_path_buf(),
-            max_files: 2,
-            max_bytes: 1 << 20,
-            gc: false,
-            timeout: Duration::from_secs(5),
-            node_name: "n".into(),
-            alerts: vec![],
-            // No such process under an empty procfs.
-            procfs: base.path().join("proc"),
-            ports: vec![],
-            allowed_addresses: vec![],
-            call_timeout: Duration::from_secs(1),
-            forward: None,
-        };
+        // No such process under an empty procfs.
+        let settings = test_settings(base.path().to_path_buf(), base.path().join("proc"));
         let store = Arc::new(Store::open(settings, Arc::new(crate::connector::DirectConnector)).unwrap());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
