@@ -113,6 +113,24 @@ node_count() { ps -e -o comm= | grep -cx node || true; }
 # Value of an unlabelled (or exactly labelled) sample in an exposition file.
 metric() { awk -v m="$2" '$1 == m { print $2; exit }' "$1"; }
 # Distinct pid labels of process_resident_memory_bytes in an exposition file.
+# The processes process-exporter counts in the exposition FILE, over all its name groups.
+pe_num_procs() { awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$1"; }
+
+# Waits at most SECONDS until process-exporter at URL counts at least WANT processes, keeping
+# its last exposition in FILE; sets pe_procs. Uses the calling script's `scrape URL FILE`.
+wait_pe_counts() {
+    local url=$1 want=$2 deadline=$((SECONDS + $3)) file=$4 code
+    while :; do
+        read -r _ _ code < <(scrape "$url" "$file")
+        if [[ $code == 200 ]]; then
+            pe_procs=$(pe_num_procs "$file")
+            ((pe_procs >= want)) && return 0
+        fi
+        ((SECONDS < deadline)) || die "process-exporter does not see $want node processes (num_procs ${pe_procs:-?})"
+        sleep 0.5
+    done
+}
+
 pids_in() { { grep '^process_resident_memory_bytes{' "$1" || true; } | grep -o 'pid="[0-9]*"' | sort -u | tr -dc '0-9\n' || true; }
 
 # ---------------------------------------------------------------------------------------------

@@ -123,16 +123,7 @@ while :; do
     ((SECONDS < deadline)) || die "nodejs-leak-exporter not warmed up after 90 s (samples ${s:-?}, missing pids ${missing:-?})"
     sleep 0.5
 done
-deadline=$((SECONDS + 30))
-while :; do
-    read -r _ _ code < <(scrape "$PE_URL" "$WORK/pe_warm.prom")
-    if [[ $code == 200 ]]; then
-        pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_warm.prom")
-        ((pe_procs >= NODES)) && break
-    fi
-    ((SECONDS < deadline)) || die "process-exporter does not see $NODES node processes (num_procs ${pe_procs:-?})"
-    sleep 0.5
-done
+wait_pe_counts "$PE_URL" "$NODES" 30 "$WORK/pe_warm.prom"
 log "warmed up: ours has $(pids_in "$WORK/warm.prom" | wc -l) pids in process_resident_memory_bytes, process-exporter num_procs $pe_procs"
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +204,7 @@ done
 pe_b1=$(cpu_ticks "$PE_PID")
 mach_b1=$(machine_jiffies)
 pe_size=$size
-pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_b.prom")
+pe_procs=$(pe_num_procs "$WORK/pe_b.prom")
 
 our_rss_end=$(status_kb "$OUR_PID" VmRSS)
 our_hwm=$(status_kb "$OUR_PID" VmHWM)

@@ -219,16 +219,7 @@ warm_up() {
         ((SECONDS < deadline)) || die "nodejs-leak-exporter not warmed up after 120 s (samples ${s:-?}, missing pids ${missing:-?})"
         sleep 0.5
     done
-    deadline=$((SECONDS + 60))
-    while :; do
-        read -r _ _ code < <(scrape "$PE_URL" "$WORK/pe_warm.prom")
-        if [[ $code == 200 ]]; then
-            pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_warm.prom")
-            ((pe_procs >= want)) && break
-        fi
-        ((SECONDS < deadline)) || die "process-exporter does not see $want node processes (num_procs ${pe_procs:-?})"
-        sleep 0.5
-    done
+    wait_pe_counts "$PE_URL" "$want" 60 "$WORK/pe_warm.prom"
 }
 
 # The numbers of ours that the report uses, from one exposition file, in a fixed order.
@@ -372,7 +363,7 @@ if [[ $PHASES == *a* ]]; then
         pe_row="$(status_kb "$PE_PID" VmRSS)\t$(status_kb "$PE_PID" VmHWM)\t$(fd_count "$PE_PID")\t$pe_threads\t$(cpu_ticks "$PE_PID")\t$pe_ns"
         read -r pe_lat _ code < <(scrape "$PE_URL" "$WORK/pe_mon.prom")
         [[ $code == 200 ]] || log "warning: monitor scrape of process-exporter answered $code"
-        pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_mon.prom")
+        pe_procs=$(pe_num_procs "$WORK/pe_mon.prom")
         printf "%s\t$our_row\t%s\t%s\t%s\t$pe_row\t%s\t%s\n" "$t" "$lat" "$fields" "$nodes" "$pe_lat" "$pe_procs" >>"$WORK/monitor.tsv"
         if ((SECONDS >= next_log)); then
             log "  +$(awk -v t="$t" -v s="$t_start" 'BEGIN { printf "%d", t - s }') s: $nodes node processes, our RSS $(status_kb "$OUR_PID" VmRSS) kB, fds $(fd_count "$OUR_PID"), $(wc -l <"$WORK/scrapes.txt") scrapes"
@@ -481,7 +472,7 @@ if [[ $PHASES == *b* ]]; then
         busy=$(busy_pct "$mach0" "$mach1")
         targets=$(metric "$WORK/our_b.prom" 'nodejs_leak_exporter_targets{state="active"}')
         scanned=$(metric "$WORK/our_b.prom" nodejs_leak_exporter_scanned_processes)
-        pe_procs=$(awk '/^namedprocess_namegroup_num_procs\{/ { s += $2 } END { print s + 0 }' "$WORK/pe_b.prom")
+        pe_procs=$(pe_num_procs "$WORK/pe_b.prom")
         pe_p50=$(sort -g "$WORK/b_pe_lat" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
         dur_mean=$(awk '{ s += $1; n++ } END { if (n) printf "%.9g", s / n; else print "nan" }' "$WORK/b_dur")
         read -r our_ns our_s_ns our_gone < <(cpu_delta "$WORK/our_cpu0" "$WORK/our_cpu1")
